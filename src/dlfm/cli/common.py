@@ -1,0 +1,81 @@
+"""Options and helpers shared by the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from dlfm.data.ratings import Ratings
+from dlfm.errors import ConfigError
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """Where data comes from: a named data set or a file, and how to read a file."""
+    parser.add_argument("source", metavar="DATASET|FILE", help="a known data set (see `dlfm datasets`) or a rating file")
+    parser.add_argument("--data-dir", help="data directory (default: $DLFM_DATA_DIR, else ~/.cache/dlfm)")
+    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing data set")
+    group = parser.add_argument_group("reading a rating file")
+    group.add_argument("--sep", help="field separator (default: sniffed: tab, '::', ',', ';', '|', space)")
+    hdr = group.add_mutually_exclusive_group()
+    hdr.add_argument("--header", dest="header", action="store_true", default=None, help="the first line names the columns")
+    hdr.add_argument("--no-header", dest="header", action="store_false", help="the first line is data")
+    group.add_argument("--columns", help="user,item,rating[,timestamp] columns by name or 0-based position (default 0,1,2[,3])")
+    group.add_argument("--scale", help="declared rating scale LOW,HIGH; ratings outside it are an error")
+    group.add_argument("--duplicates", choices=["error", "last", "mean"], default="error",
+                       help="a (user, item) pair rated twice: error (default), keep the last, or average")
+
+
+def parse_scale(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--scale expects LOW,HIGH (e.g. 1,5), not {text!r}") from None
+    if not lo <= hi:
+        raise ConfigError(f"--scale {text}: LOW must not exceed HIGH")
+    return lo, hi
+
+
+def load_source(args: argparse.Namespace) -> Ratings:
+    from dlfm import datasets
+
+    options: dict[str, Any] = {"sep": args.sep, "header": args.header, "scale": parse_scale(args.scale),
+                               "duplicates": args.duplicates}
+    if args.columns:
+        options["columns"] = [c.strip() for c in args.columns.split(",")]
+    return datasets.load_any(args.source, data_dir=args.data_dir, download=not args.no_download,
+                             quiet=getattr(args, "quiet", False), **options)
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", dest="json_path", metavar="FILE", help="also write the result as JSON to FILE ('-' for stdout)")
+
+
+def emit_json(path: str | None, obj: Any) -> None:
+    if not path:
+        return
+    if path == "-":
+        json.dump(obj, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return
+    from dlfm.persistence import write_json
+
+    write_json(path, obj)
+
+
+def format_table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[k]) for r in cells)) if cells else len(h) for k, h in enumerate(headers)]
+    line = "  ".join(h.rjust(w) for h, w in zip(headers, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(out)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
+    return str(value)

@@ -1,0 +1,368 @@
+"""The one ratings container of dlfm, and the vocabulary that maps raw ids to indices.
+
+Raw user and item ids (whatever the file says: ``196``, ``"alice"``) live only at the edges.
+:class:`Vocabulary` maps them once to contiguous indices ``0..n-1``; :class:`Ratings` holds
+index arrays, the rating values and the sizes, is immutable, and is validated when built.
+Every split returns new containers that share the same vocabularies, and every fitted model
+keeps the vocabularies, so the indices mean the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from dlfm.errors import DataError, UnknownIdError
+
+DuplicatePolicy = Literal["error", "last", "mean"]
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array)
+    array.flags.writeable = False
+    return array
+
+
+class Vocabulary:
+    """A bijection between raw ids and contiguous indices ``0..len-1``.
+
+    Raw ids are integers when every id of the source is an integer, strings otherwise.
+    Look-ups accept either form where it is unambiguous (``"196"`` finds the integer id 196),
+    since ids typed on a command line always arrive as strings.
+    """
+
+    def __init__(self, raw_ids: Iterable[Any]):
+        ids = np.asarray(list(raw_ids) if not isinstance(raw_ids, np.ndarray) else raw_ids)
+        if ids.dtype.kind in "iu":
+            ids = ids.astype(np.int64)
+            self.kind = "int"
+        else:
+            ids = ids.astype(str).astype(object)
+            self.kind = "str"
+        self.ids: np.ndarray = _readonly(ids) if ids.dtype != object else ids
+        self._index = {raw: k for k, raw in enumerate(ids.tolist())}
+        if len(self._index) != len(ids):
+            raise DataError("vocabulary ids are not unique")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Vocabulary)
+            and self.kind == other.kind
+            and len(self) == len(other)
+            and bool(np.all(self.ids == other.ids))
+        )
+
+    def __repr__(self) -> str:
+        return f"Vocabulary({len(self)} {self.kind} ids)"
+
+    def _coerce(self, raw: Any) -> Any:
+        if isinstance(raw, np.generic):
+            raw = raw.item()
+        if self.kind == "int":
+            if isinstance(raw, (int, np.integer)) and not isinstance(raw, bool):
+                return int(raw)
+            if isinstance(raw, str):
+                try:
+                    return int(raw.strip())
+                except ValueError:
+                    return None
+            if isinstance(raw, float) and raw.is_integer():
+                return int(raw)
+            return None
+        return str(raw)
+
+    def __contains__(self, raw: Any) -> bool:
+        return self._coerce(raw) in self._index
+
+    def index(self, raw: Any, *, what: str = "id") -> int:
+        """Index of one raw id; raises :class:`UnknownIdError` when absent."""
+        k = self._index.get(self._coerce(raw), -1)
+        if k < 0:
+            raise UnknownIdError(f"unknown {what} {raw!r}")
+        return k
+
+    def lookup(self, raws: Iterable[Any]) -> np.ndarray:
+        """Indices of many raw ids, ``-1`` where an id is unknown."""
+        get = self._index.get
+        coerce = self._coerce
+        return np.fromiter((get(coerce(r), -1) for r in raws), dtype=np.int64)
+
+    def raw(self, indices: np.ndarray | Sequence[int]) -> list[Any]:
+        """Raw ids of the given indices, as plain Python values."""
+        return self.ids[np.asarray(indices, dtype=np.int64)].tolist()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "ids": self.ids.tolist()}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Vocabulary":
+        ids = obj["ids"]
+        if obj["kind"] == "int":
+            return cls(np.asarray(ids, dtype=np.int64))
+        return cls(np.asarray([str(x) for x in ids], dtype=object))
+
+    @classmethod
+    def build(cls, raw: np.ndarray) -> tuple["Vocabulary", np.ndarray]:
+        """Vocabulary of the distinct raw ids (sorted) and the index of each element."""
+        uniques, inverse = np.unique(raw, return_inverse=True)
+        return cls(uniques), inverse.astype(np.int64).reshape(-1)
+
+
+@dataclass(frozen=True, eq=False)
+class Ratings:
+    """An immutable set of (user, item, rating) triples over fixed vocabularies.
+
+    Attributes:
+        users: int64 user indices, shape (n,).
+        items: int64 item indices, shape (n,).
+        ratings: float64 rating values, shape (n,).
+        user_vocab, item_vocab: the raw-id vocabularies; ``n_users = len(user_vocab)``.
+        scale: (lowest, highest) rating of the scale, declared or observed.
+        timestamps: optional int64 times, shape (n,).
+        name: where the data came from, for messages and model cards.
+
+    No (user, item) pair appears twice. Users × items in every view: :meth:`csr` is the
+    ``n_users × n_items`` matrix, :meth:`csc` the same matrix by columns.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    user_vocab: Vocabulary
+    item_vocab: Vocabulary
+    scale: tuple[float, float]
+    timestamps: np.ndarray | None = None
+    name: str = "ratings"
+    _checked: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        users = np.asarray(self.users, dtype=np.int64).reshape(-1)
+        items = np.asarray(self.items, dtype=np.int64).reshape(-1)
+        ratings = np.asarray(self.ratings, dtype=np.float64).reshape(-1)
+        if not (len(users) == len(items) == len(ratings)):
+            raise DataError(
+                f"users, items and ratings differ in length ({len(users)}, {len(items)}, {len(ratings)})",
+                source=self.name,
+            )
+        if not self._checked:
+            if len(users) and (users.min() < 0 or users.max() >= len(self.user_vocab)):
+                raise DataError("user index outside the vocabulary", source=self.name)
+            if len(items) and (items.min() < 0 or items.max() >= len(self.item_vocab)):
+                raise DataError("item index outside the vocabulary", source=self.name)
+            if not np.all(np.isfinite(ratings)):
+                raise DataError("ratings contain NaN or infinite values", source=self.name)
+            keys = users * len(self.item_vocab) + items
+            if len(np.unique(keys)) != len(keys):
+                raise DataError("duplicate (user, item) pairs", source=self.name)
+        lo, hi = float(self.scale[0]), float(self.scale[1])
+        if not lo <= hi:
+            raise DataError(f"rating scale ({lo}, {hi}) is empty", source=self.name)
+        object.__setattr__(self, "users", _readonly(users))
+        object.__setattr__(self, "items", _readonly(items))
+        object.__setattr__(self, "ratings", _readonly(ratings))
+        object.__setattr__(self, "scale", (lo, hi))
+        if self.timestamps is not None:
+            ts = np.asarray(self.timestamps, dtype=np.int64).reshape(-1)
+            if len(ts) != len(users):
+                raise DataError("timestamps differ in length from ratings", source=self.name)
+            object.__setattr__(self, "timestamps", _readonly(ts))
+        object.__setattr__(self, "_checked", True)
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_raw(
+        cls,
+        users: Sequence[Any] | np.ndarray,
+        items: Sequence[Any] | np.ndarray,
+        ratings: Sequence[float] | np.ndarray,
+        *,
+        timestamps: Sequence[int] | np.ndarray | None = None,
+        scale: tuple[float, float] | None = None,
+        user_vocab: Vocabulary | None = None,
+        item_vocab: Vocabulary | None = None,
+        duplicates: DuplicatePolicy = "error",
+        name: str = "ratings",
+        line_numbers: np.ndarray | None = None,
+    ) -> "Ratings":
+        """Build a container from raw ids, mapping them through (new or given) vocabularies.
+
+        Args:
+            duplicates: what to do with a (user, item) pair rated twice: ``"error"`` (default,
+                names both lines), ``"last"`` keeps the later one, ``"mean"`` averages them.
+            scale: the declared rating scale; every rating must lie inside it. When omitted,
+                the observed (min, max).
+            line_numbers: source line of each triple, for error messages.
+        """
+        users = np.asarray(users)
+        items = np.asarray(items)
+        values = np.asarray(ratings, dtype=np.float64)
+        n = len(values)
+        if not (len(users) == len(items) == n):
+            raise DataError("users, items and ratings differ in length", source=name)
+        if n == 0:
+            raise DataError("no ratings", source=name)
+        where = (lambda k: int(line_numbers[k])) if line_numbers is not None else (lambda k: None)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise DataError(f"rating {values[bad[0]]!r} is not a finite number", source=name, line=where(bad[0]))
+        if scale is not None:
+            lo, hi = float(scale[0]), float(scale[1])
+            out = np.flatnonzero((values < lo) | (values > hi))
+            if len(out):
+                raise DataError(
+                    f"rating {values[out[0]]:g} is outside the declared scale [{lo:g}, {hi:g}]",
+                    source=name,
+                    line=where(out[0]),
+                )
+        u_idx = cls._indices(users, user_vocab, "user", name, where)
+        i_idx = cls._indices(items, item_vocab, "item", name, where)
+        if user_vocab is None:
+            user_vocab, u_idx = Vocabulary.build(users)
+        if item_vocab is None:
+            item_vocab, i_idx = Vocabulary.build(items)
+        ts = None if timestamps is None else np.asarray(timestamps, dtype=np.int64)
+
+        keys = u_idx * len(item_vocab) + i_idx
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        dup = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+        if len(dup):
+            if duplicates == "error":
+                first, second = order[dup[0]], order[dup[0] + 1]
+                lines = ""
+                if line_numbers is not None:
+                    lines = f" (lines {int(line_numbers[first])} and {int(line_numbers[second])})"
+                raise DataError(
+                    f"user {users[first]!r} rated item {items[first]!r} twice{lines}; "
+                    "pass duplicates='last' or 'mean' (CLI: --duplicates) to merge",
+                    source=name,
+                    line=where(second),
+                )
+            uniq, start = np.unique(sorted_keys, return_index=True)
+            if duplicates == "last":
+                end = np.append(start[1:], len(sorted_keys)) - 1
+                keep = order[end]
+                u_idx, i_idx, values = u_idx[keep], i_idx[keep], values[keep]
+                ts = None if ts is None else ts[keep]
+            elif duplicates == "mean":
+                group = np.searchsorted(uniq, keys)
+                sums = np.bincount(group, weights=values, minlength=len(uniq))
+                counts = np.bincount(group, minlength=len(uniq))
+                keep = order[start]
+                u_idx, i_idx = u_idx[keep], i_idx[keep]
+                values = sums[np.searchsorted(uniq, keys[keep])] / counts[np.searchsorted(uniq, keys[keep])]
+                ts = None if ts is None else ts[keep]
+            else:
+                raise DataError(f"duplicates must be 'error', 'last' or 'mean', not {duplicates!r}")
+        if scale is None:
+            scale = (float(values.min()), float(values.max()))
+        return cls(u_idx, i_idx, values, user_vocab, item_vocab, scale, ts, name)
+
+    @staticmethod
+    def _indices(raw: np.ndarray, vocab: Vocabulary | None, what: str, name: str, where: Any) -> np.ndarray:
+        if vocab is None:
+            return np.empty(0, dtype=np.int64)
+        idx = vocab.lookup(raw.tolist())
+        missing = np.flatnonzero(idx < 0)
+        if len(missing):
+            raise DataError(f"{what} {raw[missing[0]]!r} is not in the vocabulary", source=name, line=where(missing[0]))
+        return idx
+
+    # ----------------------------------------------------------------- views
+    def __len__(self) -> int:
+        return len(self.ratings)
+
+    def __repr__(self) -> str:
+        return f"Ratings({self.name!r}: {len(self)} ratings, {self.n_users} users, {self.n_items} items)"
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_vocab)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_vocab)
+
+    @cached_property
+    def global_mean(self) -> float:
+        return float(self.ratings.mean()) if len(self) else 0.0
+
+    @cached_property
+    def user_counts(self) -> np.ndarray:
+        """Number of ratings of each user, shape (n_users,)."""
+        return _readonly(np.bincount(self.users, minlength=self.n_users))
+
+    @cached_property
+    def item_counts(self) -> np.ndarray:
+        """Number of ratings of each item, shape (n_items,)."""
+        return _readonly(np.bincount(self.items, minlength=self.n_items))
+
+    @cached_property
+    def density(self) -> float:
+        cells = self.n_users * self.n_items
+        return len(self) / cells if cells else 0.0
+
+    def csr(self) -> sp.csr_matrix:
+        """The ``n_users × n_items`` rating matrix, compressed by rows (users)."""
+        return self._csr
+
+    def csc(self) -> sp.csc_matrix:
+        """The ``n_users × n_items`` rating matrix, compressed by columns (items)."""
+        return self._csc
+
+    @cached_property
+    def _csr(self) -> sp.csr_matrix:
+        m = sp.csr_matrix((self.ratings, (self.users, self.items)), shape=(self.n_users, self.n_items))
+        m.sort_indices()
+        return m
+
+    @cached_property
+    def _csc(self) -> sp.csc_matrix:
+        m = self._csr.tocsc()
+        m.sort_indices()
+        return m
+
+    # ----------------------------------------------------------------- derived containers
+    def subset(self, selection: np.ndarray, *, name: str | None = None) -> "Ratings":
+        """A new container with the selected triples (boolean mask or index array)."""
+        sel = np.asarray(selection)
+        return Ratings(
+            self.users[sel],
+            self.items[sel],
+            self.ratings[sel],
+            self.user_vocab,
+            self.item_vocab,
+            self.scale,
+            None if self.timestamps is None else self.timestamps[sel],
+            name or self.name,
+            _checked=True,
+        )
+
+    def with_ratings(self, values: np.ndarray, *, scale: tuple[float, float] | None = None, name: str | None = None) -> "Ratings":
+        """The same (user, item) pairs with other values (e.g. binarized)."""
+        return Ratings(
+            self.users, self.items, values, self.user_vocab, self.item_vocab,
+            scale if scale is not None else self.scale, self.timestamps, name or self.name,
+        )
+
+    def raw_users(self) -> list[Any]:
+        return self.user_vocab.raw(self.users)
+
+    def raw_items(self) -> list[Any]:
+        return self.item_vocab.raw(self.items)
+
+    def to_dataframe(self) -> Any:
+        """A pandas DataFrame with raw ids: columns user, item, rating[, timestamp]."""
+        import pandas as pd
+
+        frame = {"user": self.user_vocab.ids[self.users], "item": self.item_vocab.ids[self.items], "rating": self.ratings}
+        if self.timestamps is not None:
+            frame["timestamp"] = self.timestamps
+        return pd.DataFrame(frame)

@@ -1,0 +1,91 @@
+"""Train/test splits. Each returns :class:`Fold` objects whose containers share one vocabulary.
+
+- :func:`kfold`: seeded random K-fold over ratings (as Surprise's ``KFold``).
+- :func:`holdout`: one random split by ratio.
+- :func:`leave_k_out`: per user, k random ratings held out (users with fewer than k + 1
+  ratings keep all of theirs in training).
+- Official predefined folds (ML-100k's u1-u5, ua, ub) come from :mod:`dlfm.datasets`.
+
+Test users or items without a training rating are *unknown* to a model fitted on the
+training part; :attr:`Fold.n_unknown` counts those test ratings, and every model predicts
+them by its documented fallback (the training mean plus whatever bias is known).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from dlfm.data.ratings import Ratings
+from dlfm.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One (train, test) pair over a shared vocabulary."""
+
+    name: str
+    train: Ratings
+    test: Ratings
+
+    @property
+    def unknown_mask(self) -> np.ndarray:
+        """Test ratings whose user or item has no rating in ``train``."""
+        return (self.train.user_counts[self.test.users] == 0) | (self.train.item_counts[self.test.items] == 0)
+
+    @property
+    def n_unknown(self) -> int:
+        return int(self.unknown_mask.sum())
+
+
+def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def kfold(ratings: Ratings, k: int = 5, *, seed: int | None = 0) -> Iterator[Fold]:
+    """K disjoint test parts covering every rating once; train is the rest."""
+    if not 2 <= k <= len(ratings):
+        raise ConfigError(f"k must be between 2 and the number of ratings ({len(ratings)}), not {k}")
+    order = _rng(seed).permutation(len(ratings))
+    bounds = np.linspace(0, len(ratings), k + 1).astype(int)
+    for f in range(k):
+        test_idx = np.sort(order[bounds[f] : bounds[f + 1]])
+        mask = np.ones(len(ratings), dtype=bool)
+        mask[test_idx] = False
+        yield Fold(f"fold{f + 1}", ratings.subset(mask, name=f"{ratings.name}[train {f + 1}/{k}]"),
+                   ratings.subset(test_idx, name=f"{ratings.name}[test {f + 1}/{k}]"))
+
+
+def holdout(ratings: Ratings, test_ratio: float = 0.2, *, seed: int | None = 0) -> Fold:
+    """One random split with ``test_ratio`` of the ratings in the test part."""
+    if not 0.0 < test_ratio < 1.0:
+        raise ConfigError(f"test_ratio must be in (0, 1), not {test_ratio}")
+    n_test = max(1, int(round(test_ratio * len(ratings))))
+    order = _rng(seed).permutation(len(ratings))
+    test = np.zeros(len(ratings), dtype=bool)
+    test[order[:n_test]] = True
+    return Fold("holdout", ratings.subset(~test), ratings.subset(test))
+
+
+def leave_k_out(ratings: Ratings, k: int = 1, *, seed: int | None = 0) -> Fold:
+    """Per user, ``k`` random ratings in the test part; users with ``<= k`` ratings keep all."""
+    if k < 1:
+        raise ConfigError(f"k must be at least 1, not {k}")
+    rng = _rng(seed)
+    keys = rng.random(len(ratings))
+    order = np.lexsort((keys, ratings.users))  # by user, random within user
+    users_sorted = ratings.users[order]
+    start = np.searchsorted(users_sorted, users_sorted, side="left")
+    rank = np.arange(len(order)) - start
+    counts = ratings.user_counts[users_sorted]
+    test = np.zeros(len(ratings), dtype=bool)
+    test[order[(rank < k) & (counts > k)]] = True
+    return Fold(f"leave-{k}-out", ratings.subset(~test), ratings.subset(test))
+
+
+def validation_split(train: Ratings, ratio: float = 0.05, *, seed: int | None = 0) -> tuple[Ratings, Ratings]:
+    """Carve a validation part out of a training container (never from a test fold)."""
+    fold = holdout(train, ratio, seed=seed)
+    return fold.train, fold.test

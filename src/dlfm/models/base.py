@@ -1,0 +1,273 @@
+"""The one model interface every dlfm model shares.
+
+Estimator contract (scikit-learn style): ``__init__`` only stores hyper-parameters under their
+own names; :meth:`Recommender.fit` validates them, starts over and returns ``self``; learned
+state ends in ``_``. Subclasses write :meth:`_fit`, :meth:`_predict_indices` and the pair
+:meth:`_state` / :meth:`_set_state`; everything else — raw-id handling, the fallback for
+unknown users and items, clipping to the rating scale, top-N recommendation, save and load —
+lives here once.
+
+Unknown users and items (not in the vocabulary, or without a training rating) are predicted by
+the model's fallback, which for every model is the training mean plus whatever bias *is* known
+(the item's bias for an unknown user and vice versa), clipped to the rating scale. Pass
+``unknown="error"`` to get an :class:`~dlfm.errors.UnknownIdError` instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+import platform
+import time
+from typing import Any, ClassVar, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+
+from dlfm.data.ratings import Ratings, Vocabulary
+from dlfm.errors import ConfigError, ModelFileError, UnknownIdError
+
+UnknownPolicy = Literal["fallback", "error"]
+
+
+def versions() -> dict[str, str]:
+    """Versions of dlfm and the libraries that shape its numbers."""
+    import numpy
+    import scipy
+    import torch
+
+    from dlfm import __version__
+
+    return {"dlfm": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+            "scipy": scipy.__version__, "torch": torch.__version__}
+
+
+class Recommender:
+    """Base class of every model: fit on a :class:`Ratings`, predict, recommend, save, load."""
+
+    name: ClassVar[str] = "base"
+    #: whether :meth:`predict_new_user` can fold in a user from ratings alone
+    supports_new_users: ClassVar[bool] = False
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind is p.KEYWORD_ONLY
+                or (p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD)]
+
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        sig = inspect.signature(cls.__init__)
+        return {n: sig.parameters[n].default for n in cls.param_names()}
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def set_params(self, **params: Any) -> "Recommender":
+        known = set(self.param_names())
+        for key, value in params.items():
+            if key not in known:
+                raise ConfigError(f"{self.name} has no parameter {key!r}; it has {', '.join(sorted(known))}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _validate_params(self) -> None:
+        """Raise :class:`ConfigError` for invalid hyper-parameters (called by :meth:`fit`)."""
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, train: Ratings, *, validation: Ratings | None = None) -> "Recommender":
+        """Learn from ``train`` (starting over); ``validation`` may steer early stopping."""
+        self._validate_params()
+        if len(train) == 0:
+            raise ConfigError("cannot fit on an empty training set")
+        self.train_ = train
+        self.user_vocab_: Vocabulary = train.user_vocab
+        self.item_vocab_: Vocabulary = train.item_vocab
+        self.scale_ = train.scale
+        self.global_mean_ = train.global_mean
+        self.history_: list[dict[str, float]] = []
+        started = time.perf_counter()
+        self._fit(train, validation)
+        self.fit_seconds_ = time.perf_counter() - started
+        self.card_ = {"dataset": train.name, "n_ratings": len(train), "n_users": train.n_users,
+                      "n_items": train.n_items, "fit_seconds": round(self.fit_seconds_, 3),
+                      "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        return self
+
+    def _fit(self, train: Ratings, validation: Ratings | None) -> None:
+        raise NotImplementedError
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "train_"):
+            raise ConfigError(f"this {self.name} model is not fitted yet: call fit() first")
+
+    # ------------------------------------------------------------------ prediction
+    def predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predictions for index pairs (``-1`` = unknown), clipped to the rating scale."""
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        if users.shape != items.shape:
+            raise ConfigError(f"users and items differ in shape ({users.shape} vs {items.shape})")
+        if users.size == 0:
+            return np.empty(0, dtype=np.float64)
+        raw = np.asarray(self._predict_indices(users.reshape(-1), items.reshape(-1)), dtype=np.float64)
+        return np.clip(raw, *self.scale_).reshape(users.shape)
+
+    def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def known_mask(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Pairs whose user and item both have training ratings."""
+        users = np.asarray(users)
+        items = np.asarray(items)
+        ok = (users >= 0) & (items >= 0)
+        out = np.zeros(users.shape, dtype=bool)
+        out[ok] = (self.train_.user_counts[users[ok]] > 0) & (self.train_.item_counts[items[ok]] > 0)
+        return out
+
+    def _lookup(self, users: Iterable[Any], items: Iterable[Any], unknown: UnknownPolicy) -> tuple[np.ndarray, np.ndarray]:
+        u = self.user_vocab_.lookup(users)
+        i = self.item_vocab_.lookup(items)
+        if unknown == "error":
+            for what, raw, idx in (("user", users, u), ("item", items, i)):
+                missing = np.flatnonzero(idx < 0)
+                if len(missing):
+                    raise UnknownIdError(f"unknown {what} {list(raw)[missing[0]]!r}")
+        elif unknown != "fallback":
+            raise ConfigError(f"unknown must be 'fallback' or 'error', not {unknown!r}")
+        return u, i
+
+    def predict(self, users: Sequence[Any] | Any, items: Sequence[Any] | Any, *,
+                unknown: UnknownPolicy = "fallback") -> np.ndarray | float:
+        """Predicted ratings for raw (user, item) ids; scalars in, a float out."""
+        self._check_fitted()
+        scalar = np.isscalar(users) and np.isscalar(items)
+        users_list = [users] if np.isscalar(users) else list(users)
+        items_list = [items] if np.isscalar(items) else list(items)
+        if len(users_list) == 1 and len(items_list) > 1:
+            users_list = users_list * len(items_list)
+        u, i = self._lookup(users_list, items_list, unknown)
+        out = self.predict_indices(u, i)
+        return float(out[0]) if scalar else out
+
+    def recommend(self, user: Any, k: int = 10, *, exclude_seen: bool = True,
+                  items: Sequence[Any] | None = None) -> list[tuple[Any, float]]:
+        """The ``k`` items with the highest predicted rating for a known user, as
+        ``(raw item id, score)`` pairs; items the user rated in training are left out unless
+        ``exclude_seen=False``; items without any training rating are never recommended."""
+        self._check_fitted()
+        u = self.user_vocab_.index(user, what="user")
+        candidates = self._candidates(items)
+        if exclude_seen:
+            seen = self.train_.csr()[u].indices
+            candidates = np.setdiff1d(candidates, seen, assume_unique=False)
+        scores = self.predict_indices(np.full(len(candidates), u), candidates)
+        return self._top(candidates, scores, k)
+
+    def _candidates(self, items: Sequence[Any] | None) -> np.ndarray:
+        if items is None:
+            return np.flatnonzero(self.train_.item_counts > 0)
+        idx = self.item_vocab_.lookup(items)
+        return idx[idx >= 0]
+
+    def _top(self, candidates: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[Any, float]]:
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, not {k}")
+        order = np.lexsort((candidates, -scores))[:k]  # ties by index, for determinism
+        raw = self.item_vocab_.raw(candidates[order])
+        return [(r, float(s)) for r, s in zip(raw, scores[order])]
+
+    # ------------------------------------------------------------------ new users
+    def predict_new_user(self, ratings: Mapping[Any, float], items: Sequence[Any]) -> np.ndarray:
+        """Predictions for a user the model never saw, from that user's ratings alone."""
+        raise ConfigError(f"model {self.name!r} cannot fold in new users; use dlf or vdlf")
+
+    def recommend_new_user(self, ratings: Mapping[Any, float], k: int = 10, *,
+                           items: Sequence[Any] | None = None) -> list[tuple[Any, float]]:
+        """Top-``k`` items for a new user given ``{item: rating}``; rated items are excluded."""
+        self._check_fitted()
+        candidates = self._candidates(items)
+        rated = self.item_vocab_.lookup(list(ratings))
+        candidates = np.setdiff1d(candidates, rated[rated >= 0])
+        scores = np.asarray(self.predict_new_user(ratings, self.item_vocab_.raw(candidates)), dtype=np.float64)
+        return self._top(candidates, scores, k)
+
+    def _new_user_row(self, ratings: Mapping[Any, float]) -> tuple[np.ndarray, np.ndarray]:
+        """Item indices and values of a new user's ratings; unknown items are an error."""
+        if not ratings:
+            raise ConfigError("a new user needs at least one rating")
+        idx = self.item_vocab_.lookup(list(ratings))
+        missing = [item for item, k in zip(ratings, idx) if k < 0]
+        if missing:
+            raise UnknownIdError(f"unknown item {missing[0]!r} in the new user's ratings")
+        values = np.asarray(list(ratings.values()), dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ConfigError("a new user's ratings must be finite numbers")
+        return idx, values
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, Any]:
+        """Learned arrays/tensors to save (names → numpy arrays or tensors)."""
+        return {}
+
+    def _set_state(self, tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+        """Restore what :meth:`_state` saved."""
+
+    def _extra_meta(self) -> dict[str, Any]:
+        return {}
+
+    def save(self, path: Any) -> None:
+        """Write one self-contained file: weights, configuration, vocabularies, the training
+        ratings, and a model card. Atomic: a crash leaves any previous file intact."""
+        from dlfm.persistence import save_payload
+
+        self._check_fitted()
+        train = self.train_
+        meta = {
+            "model": self.name, "params": self.get_params(), "scale": list(self.scale_),
+            "global_mean": self.global_mean_, "user_vocab": self.user_vocab_.to_json(),
+            "item_vocab": self.item_vocab_.to_json(), "train_name": train.name, "card": self.card_,
+            "history": self.history_, "extra": self._extra_meta(),
+        }
+        meta["card"] = {**self.card_, "versions": versions()}
+        tensors = {"train.users": train.users, "train.items": train.items, "train.ratings": train.ratings}
+        tensors.update({f"state.{k}": v for k, v in self._state().items()})
+        save_payload(path, meta, tensors)
+
+    @classmethod
+    def load(cls, path: Any) -> "Recommender":
+        """Load a model saved by :meth:`save` (any model class; checks the file's kind)."""
+        from dlfm.models import model_class
+        from dlfm.persistence import load_payload
+
+        meta, tensors = load_payload(path)
+        try:
+            try:
+                model_cls = model_class(meta["model"])
+            except ConfigError:
+                raise ModelFileError(f"{path}: holds an unknown model {meta['model']!r}") from None
+            if cls is not Recommender and not issubclass(model_cls, cls):
+                raise ModelFileError(f"{path}: holds a {meta['model']} model, not {cls.name}")
+            model = model_cls(**meta["params"])
+            user_vocab = Vocabulary.from_json(meta["user_vocab"])
+            item_vocab = Vocabulary.from_json(meta["item_vocab"])
+            train = Ratings(tensors["train.users"].numpy(), tensors["train.items"].numpy(),
+                            tensors["train.ratings"].numpy(), user_vocab, item_vocab,
+                            tuple(meta["scale"]), name=meta["train_name"])
+            model.train_ = train
+            model.user_vocab_, model.item_vocab_ = user_vocab, item_vocab
+            model.scale_ = tuple(meta["scale"])
+            model.global_mean_ = float(meta["global_mean"])
+            model.card_ = meta.get("card", {})
+            model.history_ = meta.get("history", [])
+            state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
+            model._set_state(state, meta.get("extra", {}))
+        except ModelFileError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: corrupt or incomplete model file ({type(exc).__name__}: {exc})") from None
+        return model
