@@ -1,0 +1,190 @@
+"""Run Surprise's algorithms on dlfm's folds: the identical train/test pairs, Surprise's own code.
+
+scikit-surprise is an optional extra (``pip install dlfm[surprise]``). Each fold's training
+part becomes a Surprise ``Trainset`` built from the raw ids, in the container's row order (so
+Surprise assigns its inner ids exactly as when it reads the same rating file itself), and the
+test part a list of ``(raw user, raw item, rating)`` triples. Predictions are Surprise's own
+``algo.test`` estimates (clipped to the rating scale, its default for pairs it cannot predict);
+RMSE and MAE are computed from them with :mod:`dlfm.evaluation.metrics`, which gives the
+numbers ``surprise.accuracy`` gives.
+
+Algorithms run with Surprise's defaults, made reproducible: ``random_state=seed`` where the
+class takes one, ``verbose=False`` for the KNN family and BaselineOnly, and NumPy's global
+generator (used by NormalPredictor) seeded for the duration of each fit and test, then restored.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import inspect
+import time
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from dlfm.data.ratings import Ratings
+from dlfm.errors import ConfigError
+from dlfm.evaluation.metrics import mae, rmse
+
+#: Surprise's prediction algorithms that the benchmark runs, in its table order
+SURPRISE_ALGORITHMS: tuple[str, ...] = ("NormalPredictor", "BaselineOnly", "KNNBasic", "KNNWithMeans", "KNNBaseline",
+                                        "SVD", "SVDpp", "NMF", "SlopeOne", "CoClustering")
+
+
+def available() -> bool:
+    """Whether scikit-surprise can be imported."""
+    try:
+        import surprise  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def version() -> str | None:
+    try:
+        import surprise
+    except ImportError:
+        return None
+    return str(getattr(surprise, "__version__", "unknown"))
+
+
+def canonical_name(name: str) -> str | None:
+    """The Surprise class name for ``name`` (case-insensitive), or ``None``."""
+    low = name.strip().lower()
+    for algo in SURPRISE_ALGORITHMS:
+        if algo.lower() == low:
+            return algo
+    return None
+
+
+def _parse_literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_params(name: str, pairs: Sequence[str]) -> dict[str, Any]:
+    """``["n_factors=50", "sim_options={'name': 'pearson'}"]`` → keyword arguments of Surprise's
+    ``name`` class (values read as Python literals, else kept as text)."""
+    cls = algorithm_class(name)
+    known = _param_names(cls)
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--param expects key=value, not {pair!r}")
+        key, value = pair.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if known is not None and key not in known:
+            raise ConfigError(f"Surprise's {name} has no parameter {key!r}; it has {', '.join(sorted(known))}")
+        params[key] = _parse_literal(value.strip())
+    return params
+
+
+def _param_names(cls: type) -> set[str] | None:
+    """The named keyword arguments of a Surprise class (``None`` when it cannot be inspected)."""
+    try:
+        sig = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):
+        return None
+    return {n for n, p in sig.parameters.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+def algorithm_class(name: str) -> type:
+    import surprise
+
+    canonical = canonical_name(name)
+    if canonical is None:
+        raise ConfigError(f"unknown Surprise algorithm {name!r}; known: {', '.join(SURPRISE_ALGORITHMS)}")
+    return getattr(surprise, canonical)
+
+
+def make_algorithm(name: str, seed: int | None = 0, **params: Any) -> Any:
+    """An instance of Surprise's ``name`` with its defaults, ``params`` and the fixed seed."""
+    cls = algorithm_class(name)
+    names = _param_names(cls) or set()
+    kwargs = dict(params)
+    if "random_state" in names and seed is not None:
+        kwargs.setdefault("random_state", seed)
+    if "verbose" in names:
+        kwargs.setdefault("verbose", False)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"Surprise's {cls.__name__}: {exc}") from None
+
+
+def to_trainset(train: Ratings) -> Any:
+    """A Surprise ``Trainset`` of the same ratings (raw ids, same row order, same scale)."""
+    from surprise import Dataset, Reader
+
+    frame = train.to_dataframe()[["user", "item", "rating"]]
+    return Dataset.load_from_df(frame, Reader(rating_scale=tuple(train.scale))).build_full_trainset()
+
+
+def to_testset(test: Ratings) -> list[tuple[Any, Any, float]]:
+    """Surprise's test list ``[(raw user, raw item, rating)]`` of a container."""
+    frame = test.to_dataframe()
+    return list(zip(frame["user"].tolist(), frame["item"].tolist(), frame["rating"].astype(float).tolist()))
+
+
+@contextlib.contextmanager
+def _numpy_seed(seed: int | None) -> Iterator[None]:
+    if seed is None:
+        yield
+        return
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+class SurpriseModel:
+    """A fitted Surprise algorithm behind dlfm's prediction calls (``predict`` on raw ids)."""
+
+    source = "surprise"
+
+    def __init__(self, algo: Any, name: str, seed: int | None = 0) -> None:
+        self.algo = algo
+        self.name = name
+        self.seed = seed
+        self.history_: list[dict[str, float]] = []
+
+    def fit(self, train: Ratings) -> "SurpriseModel":
+        trainset = to_trainset(train)
+        self.scale_ = tuple(train.scale)
+        started = time.perf_counter()
+        with _numpy_seed(self.seed):
+            self.algo.fit(trainset)
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def test(self, test: Ratings) -> tuple[np.ndarray, int, float]:
+        """Estimates for the test pairs, how many Surprise could not predict, and the seconds."""
+        testset = to_testset(test)
+        started = time.perf_counter()
+        with _numpy_seed(self.seed):
+            predictions = self.algo.test(testset)
+        seconds = time.perf_counter() - started
+        est = np.fromiter((p.est for p in predictions), dtype=np.float64, count=len(predictions))
+        impossible = sum(1 for p in predictions if p.details.get("was_impossible", False))
+        return est, impossible, seconds
+
+    def predict(self, users: Sequence[Any], items: Sequence[Any]) -> np.ndarray:
+        """Surprise's estimate (clipped) for each raw (user, item) pair."""
+        with _numpy_seed(self.seed):
+            return np.array([self.algo.predict(u, i).est for u, i in zip(users, items)], dtype=np.float64)
+
+
+def evaluate_fold(name: str, train: Ratings, test: Ratings, *, seed: int | None = 0,
+                  params: dict[str, Any] | None = None) -> tuple[dict[str, Any], SurpriseModel]:
+    """Fit Surprise's ``name`` on ``train``, test it on ``test``: the fold record and the model."""
+    model = SurpriseModel(make_algorithm(name, seed, **(params or {})), canonical_name(name) or name, seed)
+    model.fit(train)
+    est, impossible, seconds = model.test(test)
+    record = {"rmse": rmse(test.ratings, est), "mae": mae(test.ratings, est), "predict_seconds": seconds,
+              "fit_seconds": model.fit_seconds_, "n_test": len(test), "n_impossible": impossible}
+    return record, model
