@@ -54,8 +54,19 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", dest="json_path", metavar="FILE", help="also write the result as JSON to FILE ('-' for stdout)")
 
 
+def is_main_process() -> bool:
+    """False in the non-zero processes of a torchrun launch (they neither print nor write)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return True
+    from dlfm.training.distributed import is_main_process as main_process
+
+    return main_process()
+
+
 def emit_json(path: str | None, obj: Any) -> None:
-    if not path:
+    if not path or not is_main_process():
         return
     if path == "-":
         json.dump(obj, sys.stdout, indent=2, default=str)

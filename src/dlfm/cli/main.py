@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -44,7 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: only process 0 speaks
+        from dlfm.training.distributed import is_main_process
+
+        if not is_main_process():
+            sys.stdout = open(os.devnull, "w")
     try:
         return int(args.handler(args) or 0)
     except DlfmError as exc:

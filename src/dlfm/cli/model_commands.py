@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from dlfm.cli.common import add_data_options, add_json_option, emit_json, format_table, load_source
+from dlfm.cli.common import add_data_options, add_json_option, emit_json, format_table, is_main_process, load_source
 from dlfm.errors import ConfigError
 
 
@@ -26,6 +26,23 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where neural models train (default auto)")
     parser.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--distributed", action="store_true",
+                        help="train data-parallel in --nproc-per-node processes on this machine (torchrun)")
+    parser.add_argument("--nproc-per-node", type=int, default=2, help="processes for --distributed (default 2)")
+
+
+def maybe_launch(args: argparse.Namespace) -> int | None:
+    """With --distributed outside torchrun, re-run this command under torchrun."""
+    import os
+
+    if not args.distributed or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return None
+    if args.nproc_per_node < 1:
+        raise ConfigError("--nproc-per-node must be at least 1")
+    from dlfm.training.distributed import launch
+
+    argv = [a for a in args.argv if a != "--distributed"]
+    return launch(argv, args.nproc_per_node)
 
 
 def model_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -80,6 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_options(p)
     add_model_options(p)
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="where to save the model")
+    p.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint after every epoch (neural models)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
     add_json_option(p)
     p.set_defaults(handler=run_train)
 
@@ -128,6 +147,9 @@ def run_cv(args: argparse.Namespace) -> int:
     from dlfm import datasets
     from dlfm.evaluation.cv import cross_validate
 
+    launched = maybe_launch(args)
+    if launched is not None:
+        return launched
     params = model_params(args)
     is_named = args.source in datasets.DATASETS
     if args.folds != "kfold" and not is_named:
@@ -136,9 +158,12 @@ def run_cv(args: argparse.Namespace) -> int:
     if args.folds != "kfold":
         datasets.require(args.source, args.data_dir, download_missing=not args.no_download, quiet=args.quiet)
     folds = _select_folds(args, ratings)
-    print(f"dlfm cv: {args.model} on {args.source} ({args.folds} folds) params={params}", file=sys.stderr)
+    if is_main_process():
+        print(f"dlfm cv: {args.model} on {args.source} ({args.folds} folds) params={params}", file=sys.stderr)
 
     def show(record: dict[str, Any]) -> None:
+        if not is_main_process():
+            return
         print(f"  {record['fold']}: RMSE {record['rmse']:.4f}  MAE {record['mae']:.4f}  "
               f"fit {record['fit_seconds']:.1f}s", file=sys.stderr, flush=True)
 
@@ -158,6 +183,9 @@ def run_cv(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     from dlfm.models import create
 
+    launched = maybe_launch(args)
+    if launched is not None:
+        return launched
     params = model_params(args)
     ratings = load_source(args)
     transform = binarizer(args)
@@ -165,8 +193,19 @@ def run_train(args: argparse.Namespace) -> int:
         ratings = transform(ratings)
     model = create(args.model, **params)
     started = time.perf_counter()
-    model.fit(ratings)
+    if args.checkpoint_dir or args.resume:
+        if not args.checkpoint_dir:
+            raise ConfigError("--resume needs --checkpoint-dir")
+        from dlfm.models.neural import NeuralFactorModel
+
+        if not isinstance(model, NeuralFactorModel):
+            raise ConfigError(f"--checkpoint-dir applies to the neural models (dlf, vdlf), not {args.model!r}")
+        model.fit(ratings, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    else:
+        model.fit(ratings)
     seconds = time.perf_counter() - started
+    if not is_main_process():
+        return 0
     model.save(args.output)
     print(f"trained {args.model} on {ratings.name} ({len(ratings)} ratings) in {seconds:.1f}s; saved {args.output}")
     emit_json(args.json_path, {"model": args.model, "params": model.get_params(), "output": args.output,

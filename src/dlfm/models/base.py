@@ -49,15 +49,29 @@ class Recommender:
 
     # ------------------------------------------------------------------ parameters
     @classmethod
+    def _init_parameters(cls) -> dict[str, inspect.Parameter]:
+        """Named ``__init__`` parameters along the class hierarchy (a subclass's
+        ``__init__(self, extra=..., **kwargs)`` adds to its parent's)."""
+        found: dict[str, inspect.Parameter] = {}
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None or klass is object:
+                continue
+            params = inspect.signature(init).parameters.values()
+            for p in params:
+                if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                    found.setdefault(p.name, p)
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        return found
+
+    @classmethod
     def param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind is p.KEYWORD_ONLY
-                or (p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD)]
+        return list(cls._init_parameters())
 
     @classmethod
     def param_defaults(cls) -> dict[str, Any]:
-        sig = inspect.signature(cls.__init__)
-        return {n: sig.parameters[n].default for n in cls.param_names()}
+        return {name: p.default for name, p in cls._init_parameters().items()}
 
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.param_names()}

@@ -1,0 +1,431 @@
+"""What ``dlf`` and ``vdlf`` share: the estimator around :class:`DeepLatentFactorNet`.
+
+Owns the data (the sparse structure of the training matrix), the optimizer, the one training
+loop (:func:`dlfm.training.loop.train`), prediction through cached codes, folding in new
+users and items, predictive distributions, and save/load. A subclass writes only what differs:
+how codes become latent vectors (:meth:`_latent`), its training loss (:meth:`_loss`), and how
+it samples predictive distributions (:meth:`_distribution_indices`).
+
+Prediction and fallback: at prediction time the encoders read all training ratings (no
+dropout). A user (item) with no training rating — or not in the vocabulary — is encoded from
+an empty row, i.e. the encoder's bias alone: the model's learned "nothing known" code. The
+result is clipped to the rating scale like every model's.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from scipy.stats import norm
+
+from dlfm.data.ratings import Ratings
+from dlfm.data.splits import validation_split
+from dlfm.errors import ConfigError
+from dlfm.evaluation.metrics import interval_coverage, log_loss, roc_auc
+from dlfm.models.base import Recommender
+from dlfm.nn.encoders import DeepLatentFactorNet
+from dlfm.nn.likelihoods import LIKELIHOODS, Likelihood, from_state, make_likelihood
+from dlfm.training.batching import Batch, BlockSampler, Incidence, SideStructure, gather_rows
+from dlfm.training import distributed, loop
+
+QUANTILES = {"q05": 0.05, "q25": 0.25, "q50": 0.5, "q75": 0.75, "q95": 0.95}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is available (use cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be cpu, cuda or auto, not {name!r}")
+    return torch.device(name)
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed torch's global generator inside the block only (no global seeding leaks out)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+class NeuralFactorModel(Recommender):
+    """Shared hyper-parameters of the deep latent factor models.
+
+    Args:
+        hidden: width of the encoders' hidden layer (g and h).
+        latent: size of the user and item vectors u, v.
+        decoder_hidden: width of f's hidden layer.
+        interaction: ``hadamard`` (u ⊙ v, the report's), ``concat`` or ``both``.
+        activation: ``tanh`` (default), ``relu``, ``gelu``, ``elu``, ``sigmoid``.
+        dropout: dropout on the encoders' hidden layer.
+        input_dropout: share of a row's other entries hidden from the encoder at each step.
+        likelihood: ``gaussian``, ``poisson`` or ``bernoulli``.
+        lr, weight_decay: AdamW's learning rate and decoupled weight decay.
+        lr_decay: the learning rate is multiplied by this after every epoch.
+        ema_decay: keep an exponential moving average of the weights with this decay per step
+            and use it (``0`` = off).
+        batch_size: ratings per step (about; see :class:`~dlfm.training.batching.BlockSampler`).
+        max_epochs, patience: early stopping on the validation part.
+        validation_ratio: share of the training ratings carved out for early stopping.
+        max_neighbors: cap on the entries read per row in training (``0`` = no cap).
+        grad_clip: clip the gradient norm to this value (``0`` = off).
+        device: ``cpu``, ``cuda`` or ``auto``.
+        verbose: show a progress bar.
+        seed: seeds initialisation, dropout, batches and the validation split.
+    """
+
+    supports_new_users = True
+
+    def __init__(self, hidden: int = 200, latent: int = 50, decoder_hidden: int = 64, interaction: str = "hadamard",
+                 activation: str = "tanh", dropout: float = 0.5, input_dropout: float = 0.5,
+                 likelihood: str = "gaussian", lr: float = 3e-3, lr_decay: float = 1.0, ema_decay: float = 0.0, weight_decay: float = 0.5,
+                 batch_size: int = 1024,
+                 max_epochs: int = 100, patience: int = 5, validation_ratio: float = 0.05, max_neighbors: int = 0,
+                 grad_clip: float = 0.0, device: str = "auto", verbose: bool = True, seed: int = 0) -> None:
+        self.hidden = hidden
+        self.latent = latent
+        self.decoder_hidden = decoder_hidden
+        self.interaction = interaction
+        self.activation = activation
+        self.dropout = dropout
+        self.input_dropout = input_dropout
+        self.likelihood = likelihood
+        self.lr = lr
+        self.lr_decay = lr_decay
+        self.ema_decay = ema_decay
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.validation_ratio = validation_ratio
+        self.max_neighbors = max_neighbors
+        self.grad_clip = grad_clip
+        self.device = device
+        self.verbose = verbose
+        self.seed = seed
+
+    # ------------------------------------------------------------------ to be written by subclasses
+    variational = False
+
+    def _n_outputs(self) -> int:
+        return 1
+
+    def _latent(self, codes: torch.Tensor, sample: bool) -> torch.Tensor:
+        """Codes → latent vectors (a variational model samples here when ``sample``)."""
+        return codes
+
+    def _loss(self, batch: Batch, user_codes: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _distribution_indices(self, users: np.ndarray, items: np.ndarray, n_samples: int,
+                              generator: torch.Generator) -> torch.Tensor:
+        """Samples of the predictive distribution, shape (n_pairs, n_samples)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ validation of parameters
+    def _validate_params(self) -> None:
+        for name in ("hidden", "latent", "decoder_hidden", "batch_size", "max_epochs", "patience"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("dropout", "input_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), not {getattr(self, name)}")
+        if not 0.0 <= self.validation_ratio < 1.0:
+            raise ConfigError(f"validation_ratio must be in [0, 1), not {self.validation_ratio}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ConfigError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, not {self.likelihood!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ConfigError(f"lr_decay must be in (0, 1], not {self.lr_decay}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.max_neighbors < 0 or self.grad_clip < 0:
+            raise ConfigError("lr must be positive; weight_decay, max_neighbors and grad_clip non-negative")
+        resolve_device(self.device)
+
+    # ------------------------------------------------------------------ fitting
+    def _build_network(self, n_users: int, n_items: int) -> DeepLatentFactorNet:
+        return DeepLatentFactorNet(
+            n_users, n_items, hidden=self.hidden, latent=self.latent, decoder_hidden=self.decoder_hidden,
+            variational=self.variational, interaction=self.interaction, activation_name=self.activation,
+            dropout=self.dropout, n_outputs=self._n_outputs())
+
+    def fit(self, train: Ratings, *, validation: Ratings | None = None, checkpoint_dir: Any = None,
+            resume: bool = False) -> "NeuralFactorModel":
+        """Fit; with ``checkpoint_dir`` a checkpoint is written atomically after every epoch,
+        and ``resume=True`` continues from the one found there (see
+        :mod:`dlfm.training.checkpoint`)."""
+        self._checkpoint_dir = checkpoint_dir
+        self._resume = resume
+        try:
+            return super().fit(train, validation=validation)  # type: ignore[return-value]
+        finally:
+            self._checkpoint_dir, self._resume = None, False
+
+    def _fit(self, train: Ratings, validation: Ratings | None) -> None:
+        self.device_ = resolve_device(self.device)
+        if validation is None and self.validation_ratio > 0 and len(train) >= 20:
+            fit_part, validation = validation_split(train, self.validation_ratio, seed=self.seed)
+        else:
+            fit_part = train
+        self.likelihood_: Likelihood = make_likelihood(self.likelihood, fit_part.ratings)
+        self.center_ = fit_part.global_mean
+        with seeded(self.seed):
+            self.network_ = self._build_network(train.n_users, train.n_items).to(self.device_)
+        self._use_incidence(Incidence(fit_part, self.center_))
+        rank, world_size = distributed.world()
+        sampler = BlockSampler(self.incidence_, self.batch_size, input_keep=1.0 - self.input_dropout,
+                               max_neighbors=self.max_neighbors or None, seed=self.seed, shard=(rank, world_size))
+        optimizer = torch.optim.AdamW(self.network_.parameters(), lr=self.lr, weight_decay=self.weight_decay,
+                                      foreach=True)
+
+        def validate() -> dict[str, float]:
+            self._codes = None
+            if validation is None:
+                return {}
+            return self._validation_metrics(validation)
+
+        def step_loss(batch: Batch) -> torch.Tensor:
+            user_codes, item_codes = self._batch_codes(batch)
+            return self._loss(batch, user_codes, item_codes)
+
+        monitor = "val_rmse" if self.likelihood == "gaussian" else "val_nll"
+        objective = distributed.wrap(self.network_, step_loss, self.device_)
+        with seeded(self.seed + 1 + rank):
+            start_state, on_epoch_end = self._checkpointing(train, optimizer, sampler)
+            if rank != 0:
+                on_epoch_end = None
+            state = loop.train(self.network_, lambda: iter(sampler), objective, validate, optimizer,
+                               max_epochs=self.max_epochs,
+                               patience=self.patience if validation is not None else self.max_epochs,
+                               monitor=monitor, grad_clip=self.grad_clip or None, lr_decay=self.lr_decay,
+                               ema_decay=self.ema_decay,
+                               verbose=self.verbose and rank == 0, description=f"{self.name} {train.name}",
+                               state=start_state, on_epoch_end=on_epoch_end)
+        self.history_ = state.history
+        self.best_epoch_ = state.best_epoch
+        self.network_.eval()
+        # predictions read every training rating (the validation part included)
+        self._use_incidence(Incidence(train, self.center_) if fit_part is not train else self.incidence_)
+        self.noise_std_ = self._estimate_noise(validation if validation is not None else train)
+
+    def _checkpoint_extra(self) -> dict[str, Any]:
+        """Model state outside the network that a resumed run needs (e.g. vdlf's step count)."""
+        return {}
+
+    def _restore_checkpoint_extra(self, extra: dict[str, Any]) -> None:
+        pass
+
+    def _checkpointing(self, train: Ratings, optimizer: torch.optim.Optimizer, sampler: BlockSampler) -> tuple[Any, Any]:
+        """(state to start from, per-epoch hook) for ``checkpoint_dir`` / ``resume``."""
+        directory = getattr(self, "_checkpoint_dir", None)
+        if directory is None:
+            return None, None
+        from dlfm.training.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+
+        params = {k: v for k, v in self.get_params().items() if k not in ("verbose", "device")}
+        key = fingerprint(params, train.users, train.items, train.ratings)
+        start = None
+        if getattr(self, "_resume", False):
+            restored = load_checkpoint(directory, network=self.network_, optimizer=optimizer, key=key)
+            if restored is not None:
+                start, sampler_state, extra = restored
+                sampler.rng.bit_generator.state = sampler_state
+                self._restore_checkpoint_extra(extra)
+
+        def on_epoch_end(state: Any) -> None:
+            save_checkpoint(directory, network=self.network_, optimizer=optimizer, loop_state=state,
+                            sampler_state=sampler.rng.bit_generator.state, extra=self._checkpoint_extra(), key=key)
+
+        return start, on_epoch_end
+
+    def _use_incidence(self, incidence: Incidence) -> None:
+        self.incidence_ = incidence
+        self._codes: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _estimate_noise(self, data: Ratings) -> float:
+        """σ of the Gaussian observation noise: the RMSE on held-out (validation) ratings."""
+        if self.likelihood != "gaussian":
+            return 0.0
+        residual = data.ratings - self._mean_indices(data.users, data.items)
+        return float(np.sqrt(np.mean(residual ** 2)))
+
+    def _validation_metrics(self, validation: Ratings) -> dict[str, float]:
+        mean = self._mean_indices(validation.users, validation.items)
+        out = {"val_rmse": float(np.sqrt(np.mean((mean - validation.ratings) ** 2)))}
+        if self.likelihood != "gaussian":
+            eta = self._eta_indices(validation.users, validation.items)
+            y = torch.as_tensor(validation.ratings, dtype=torch.float32)
+            out["val_nll"] = float(self.likelihood_.nll(eta, y).mean())
+        return out
+
+    # ------------------------------------------------------------------ encoding
+    def _batch_codes(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes of each rating's user and item with r_ij removed from both inputs."""
+        net, dev = self.network_, self.device_
+        us, its = batch.user_segments, batch.item_segments
+        user_sums = net.user_encoder.row_sums(us.columns.to(dev), us.values.to(dev), us.weights.to(dev), us.offsets.to(dev))
+        item_sums = net.item_encoder.row_sums(its.columns.to(dev), its.values.to(dev), its.weights.to(dev), its.offsets.to(dev))
+        value = batch.own_user_value.to(dev)
+        user_pre = user_sums[batch.user_of.to(dev)] - net.user_encoder.entry_terms(
+            batch.items.to(dev), value, batch.own_user_weight.to(dev))
+        item_pre = item_sums[batch.item_of.to(dev)] - net.item_encoder.entry_terms(
+            batch.users.to(dev), value, batch.own_item_weight.to(dev))
+        return net.user_encoder.finish(user_pre), net.item_encoder.finish(item_pre)
+
+    def _encode_side(self, encoder: torch.nn.Module, side: SideStructure, n_rows: int, chunk: int = 4096) -> torch.Tensor:
+        """Codes of every row from all its training entries, plus a last row for "unknown"."""
+        dev = self.device_
+        parts = []
+        for start in range(0, n_rows, chunk):
+            rows = np.arange(start, min(n_rows, start + chunk))
+            seg = gather_rows(side, rows)
+            sums = encoder.row_sums(seg.columns.to(dev), seg.values.to(dev), seg.weights.to(dev), seg.offsets.to(dev))
+            parts.append(encoder.finish(sums))
+        parts.append(encoder.finish(encoder.bias.unsqueeze(0)))
+        return torch.cat(parts)
+
+    def codes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user codes, item codes) from the training ratings, cached; the last row of each is
+        the code of an unknown user (item)."""
+        self._check_fitted()
+        if self._codes is None:
+            self.network_.eval()
+            with torch.no_grad():
+                inc = self.incidence_
+                self._codes = (self._encode_side(self.network_.user_encoder, inc.by_user, inc.n_users),
+                               self._encode_side(self.network_.item_encoder, inc.by_item, inc.n_items))
+        return self._codes
+
+    def _code_rows(self, users: np.ndarray, items: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        user_codes, item_codes = self.codes()
+        u = np.where(users < 0, len(user_codes) - 1, users)
+        i = np.where(items < 0, len(item_codes) - 1, items)
+        return user_codes[torch.from_numpy(u).to(self.device_)], item_codes[torch.from_numpy(i).to(self.device_)]
+
+    def _decode(self, user_codes: torch.Tensor, item_codes: torch.Tensor, sample: bool = False) -> torch.Tensor:
+        out = self.network_.decoder(self._latent(user_codes, sample), self._latent(item_codes, sample))
+        return out
+
+    def _eta_indices(self, users: np.ndarray, items: np.ndarray, chunk: int = 65536) -> torch.Tensor:
+        with torch.no_grad():
+            parts = []
+            for start in range(0, len(users), chunk):
+                uc, ic = self._code_rows(users[start:start + chunk], items[start:start + chunk])
+                parts.append(self._decode(uc, ic)[:, 0])
+            return torch.cat(parts).cpu() if parts else torch.empty(0)
+
+    def _mean_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.likelihood_.mean(self._eta_indices(users, items)).double().numpy()
+
+    def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self._mean_indices(users, items)
+
+    # ------------------------------------------------------------------ new users and items
+    def _encode_new(self, encoder: torch.nn.Module, columns: np.ndarray, values: np.ndarray) -> torch.Tensor:
+        dev = self.device_
+        centred = torch.as_tensor(values - self.center_, dtype=torch.float32, device=dev)
+        cols = torch.as_tensor(columns, dtype=torch.int64, device=dev)
+        with torch.no_grad():
+            sums = encoder.row_sums(cols, centred, torch.ones_like(centred), torch.zeros(1, dtype=torch.int64, device=dev))
+            return encoder.finish(sums)
+
+    def predict_new_user(self, ratings: Mapping[Any, float], items: Sequence[Any]) -> np.ndarray:
+        """Predictions for a user the model never saw, encoded from ``{item: rating}`` by g —
+        no retraining. Unknown target items get the fallback."""
+        self._check_fitted()
+        idx, values = self._new_user_row(ratings)
+        user_code = self._encode_new(self.network_.user_encoder, idx, values)
+        target = self.item_vocab_.lookup(items)
+        _, item_codes = self._code_rows(np.zeros(len(target), dtype=np.int64), target)
+        with torch.no_grad():
+            eta = self._decode(user_code.expand(len(target), -1), item_codes)[:, 0].cpu()
+        return np.clip(self.likelihood_.mean(eta).double().numpy(), *self.scale_)
+
+    def predict_new_item(self, ratings: Mapping[Any, float], users: Sequence[Any]) -> np.ndarray:
+        """Predictions for an item the model never saw, encoded from ``{user: rating}`` by h."""
+        self._check_fitted()
+        if not ratings:
+            raise ConfigError("a new item needs at least one rating")
+        idx = self.user_vocab_.lookup(list(ratings))
+        if np.any(idx < 0):
+            from dlfm.errors import UnknownIdError
+
+            raise UnknownIdError(f"unknown user {list(ratings)[int(np.argmax(idx < 0))]!r} in the new item's ratings")
+        values = np.asarray(list(ratings.values()), dtype=np.float64)
+        item_code = self._encode_new(self.network_.item_encoder, idx, values)
+        target = self.user_vocab_.lookup(users)
+        user_codes, _ = self._code_rows(target, np.zeros(len(target), dtype=np.int64))
+        with torch.no_grad():
+            eta = self._decode(user_codes, item_code.expand(len(target), -1))[:, 0].cpu()
+        return np.clip(self.likelihood_.mean(eta).double().numpy(), *self.scale_)
+
+    # ------------------------------------------------------------------ distributions
+    def predict_distribution(self, users: Sequence[Any], items: Sequence[Any], *, n_samples: int = 1000,
+                             seed: int = 0) -> dict[str, np.ndarray]:
+        """The predictive distribution of each rating: ``mean``, ``std``, quantiles ``q05``,
+        ``q25``, ``q50``, ``q75``, ``q95`` and the raw ``samples`` (n_pairs × n_samples)."""
+        self._check_fitted()
+        u, i = self._lookup(list(users), list(items), "fallback")
+        return self.distribution_indices(u, i, n_samples=n_samples, seed=seed)
+
+    def distribution_indices(self, users: np.ndarray, items: np.ndarray, *, n_samples: int = 1000,
+                             seed: int = 0) -> dict[str, np.ndarray]:
+        if n_samples < 2:
+            raise ConfigError("n_samples must be at least 2")
+        generator = torch.Generator(device=self.device_).manual_seed(seed)
+        with torch.no_grad():
+            samples = self._distribution_indices(np.asarray(users), np.asarray(items), n_samples, generator)
+        samples = samples.double().cpu().numpy()
+        if self.likelihood == "gaussian":
+            samples = np.clip(samples, *self.scale_)
+        out = {"mean": samples.mean(axis=1), "std": samples.std(axis=1), "samples": samples}
+        qs = np.quantile(samples, list(QUANTILES.values()), axis=1)
+        out.update({name: q for name, q in zip(QUANTILES, qs)})
+        return out
+
+    def evaluate_extra(self, test: Ratings, predictions: np.ndarray, n_samples: int = 200) -> dict[str, float]:
+        """Likelihood-specific test metrics: Gaussian NLL and 50%/90% interval coverage;
+        Poisson NLL; Bernoulli AUC and log-loss."""
+        if self.likelihood == "bernoulli":
+            return {"auc": roc_auc(test.ratings, predictions), "log_loss": log_loss(test.ratings, predictions)}
+        if self.likelihood == "poisson":
+            eta = self._eta_indices(test.users, test.items)
+            nll = self.likelihood_.nll(eta, torch.as_tensor(test.ratings, dtype=torch.float32)).mean()
+            return {"nll": float(nll)}
+        dist = self.distribution_indices(test.users, test.items, n_samples=n_samples)
+        return {
+            "nll": self._gaussian_nll(test.ratings, dist),
+            "coverage50": interval_coverage(test.ratings, dist["q25"], dist["q75"]),
+            "coverage90": interval_coverage(test.ratings, dist["q05"], dist["q95"]),
+        }
+
+    @staticmethod
+    def _gaussian_nll(y: np.ndarray, dist: Mapping[str, np.ndarray]) -> float:
+        """NLL per rating of a Gaussian with the predictive mean and standard deviation."""
+        std = np.maximum(dist["std"], 1e-3)
+        return float(-np.mean(norm.logpdf(y, loc=dist["mean"], scale=std)))
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, Any]:
+        return {f"net.{k}": v for k, v in self.network_.state_dict().items()}
+
+    def _extra_meta(self) -> dict[str, Any]:
+        return {"center": self.center_, "likelihood_offset": self.likelihood_.offset, "noise_std": self.noise_std_,
+                "best_epoch": self.best_epoch_}
+
+    def _set_state(self, tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+        self.device_ = resolve_device(self.device)
+        self.center_ = float(meta["center"])
+        self.likelihood_ = from_state(self.likelihood, float(meta["likelihood_offset"]))
+        self.noise_std_ = float(meta["noise_std"])
+        self.best_epoch_ = int(meta.get("best_epoch", 0))
+        self.network_ = self._build_network(self.train_.n_users, self.train_.n_items)
+        weights = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
+        self.network_.load_state_dict(weights)
+        self.network_.to(self.device_).eval()
+        self._use_incidence(Incidence(self.train_, self.center_))

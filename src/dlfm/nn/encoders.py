@@ -1,0 +1,145 @@
+"""The encoders g (rows → user codes) and h (columns → item codes), and the decoder f.
+
+A row encoder reads one sparse row of the rating matrix — for a user, the centred ratings
+c_j = r_ij − μ of the items j they rated — through an input layer that sees two channels per
+item, the centred value and an "observed" indicator:
+
+    a_i = b + Σ_{j ∈ row i} w_ij (c_j A[j] + B[j])          (sparse first layer)
+    z_i = W₂ · dropout(tanh(a_i)) + b₂                       (code, or mean and log-variance)
+
+A and B are n_columns × hidden tables, so the first layer is an embedding bag over the row's
+entries and never a dense n_items-wide input. w_ij is 1 at prediction time; in training it is
+the input-dropout mask divided by its keep probability (so E[w] = 1), optionally combined with
+a bounded neighbourhood sample for very long rows. Exact removal of the rating being
+predicted is done on the pre-activation: for rating (i, j),
+
+    a_i^(−j) = a_i − w_ij (c_j A[j] + B[j]),
+
+which costs one row of A and B per rating instead of a second pass over the row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlfm.errors import ConfigError
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "sigmoid": nn.Sigmoid}
+
+
+class FastDropout(nn.Module):
+    """Inverted dropout drawn with one uniform draw per element (PyTorch's CPU
+    ``bernoulli_`` is several times slower); identical in expectation to ``nn.Dropout``."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand_like(x) >= self.p
+        return x * keep * (1.0 / (1.0 - self.p))
+
+
+def activation(name: str) -> nn.Module:
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {name!r}") from None
+
+
+class RowEncoder(nn.Module):
+    """g or h: a sparse row in, a code (``out_dim`` numbers) out. See the module docstring."""
+
+    def __init__(self, n_columns: int, hidden: int, out_dim: int, *, activation_name: str = "tanh",
+                 dropout: float = 0.5, init_std: float | None = None):
+        super().__init__()
+        std = init_std if init_std is not None else 1.0 / math.sqrt(hidden)
+        self.n_columns = n_columns
+        # rows 0..n-1 are A (value channel), rows n..2n-1 are B (observed channel): one table,
+        # so a row's first layer is a single embedding bag over 2 × (its entries)
+        self.weight = nn.Parameter(torch.randn(2 * n_columns, hidden) * std)
+        self.bias = nn.Parameter(torch.zeros(hidden))
+        self.act = activation(activation_name)
+        self.dropout = FastDropout(dropout)
+        self.head = nn.Linear(hidden, out_dim)
+
+    def row_sums(self, columns: torch.Tensor, values: torch.Tensor, weights: torch.Tensor,
+                 offsets: torch.Tensor) -> torch.Tensor:
+        """a = b + Σ w (c A[j] + B[j]) for each segment (one row each), shape (segments, hidden).
+
+        ``columns``, ``values``, ``weights``: the rows' entries, concatenated; ``offsets``:
+        where each row starts in them.
+        """
+        index = torch.stack([columns, columns + self.n_columns], dim=1).reshape(-1)
+        per_entry = torch.stack([values * weights, weights], dim=1).reshape(-1)
+        return F.embedding_bag(index, self.weight, offsets * 2, mode="sum", per_sample_weights=per_entry) + self.bias
+
+    def entry_terms(self, columns: torch.Tensor, values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """w (c A[j] + B[j]) for single entries, shape (n, hidden): what removal subtracts."""
+        offsets = torch.arange(0, len(columns), device=columns.device)
+        return self.row_sums(columns, values, weights, offsets) - self.bias
+
+    def finish(self, pre_activation: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.act(pre_activation)))
+
+
+INTERACTIONS = ("hadamard", "concat", "both")
+
+
+class Decoder(nn.Module):
+    """f: the interaction of the user and item codes → η (and optionally a log σ).
+
+    ``hadamard`` (the report's): x = u ⊙ v; ``concat``: x = [u, v]; ``both``: x = [u ⊙ v, u, v].
+    Then η = W₂ tanh(W₁ x + b₁) + b₂.
+    """
+
+    def __init__(self, latent: int, hidden: int, *, interaction: str = "hadamard", activation_name: str = "tanh",
+                 n_outputs: int = 1, dropout: float = 0.0):
+        super().__init__()
+        if interaction not in INTERACTIONS:
+            raise ConfigError(f"interaction must be one of {', '.join(INTERACTIONS)}, not {interaction!r}")
+        self.interaction = interaction
+        width = {"hadamard": latent, "concat": 2 * latent, "both": 3 * latent}[interaction]
+        self.net = nn.Sequential(nn.Linear(width, hidden), activation(activation_name), FastDropout(dropout),
+                                 nn.Linear(hidden, n_outputs))
+
+    def forward(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.interaction == "hadamard":
+            x = u * v
+        elif self.interaction == "concat":
+            x = torch.cat([u, v], dim=-1)
+        else:
+            x = torch.cat([u * v, u, v], dim=-1)
+        return self.net(x)
+
+
+class DeepLatentFactorNet(nn.Module):
+    """g, h and f together. ``code_dim`` is the latent size, doubled for a variational model
+    (mean and log-variance); ``n_outputs`` is 2 when the decoder also predicts log σ."""
+
+    def __init__(self, n_users: int, n_items: int, *, hidden: int, latent: int, decoder_hidden: int,
+                 variational: bool, interaction: str, activation_name: str, dropout: float, n_outputs: int = 1,
+                 initial_log_variance: float = -6.0):
+        super().__init__()
+        code = 2 * latent if variational else latent
+        self.latent = latent
+        self.variational = variational
+        self.user_encoder = RowEncoder(n_items, hidden, code, activation_name=activation_name, dropout=dropout)
+        self.item_encoder = RowEncoder(n_users, hidden, code, activation_name=activation_name, dropout=dropout)
+        if variational:
+            # start the posteriors nearly deterministic (variance e^-6): with unit variance at
+            # initialisation the sampled codes are pure noise, the decoder learns nothing, and
+            # the KL term pulls every posterior onto the prior (posterior collapse)
+            for encoder in (self.user_encoder, self.item_encoder):
+                with torch.no_grad():
+                    encoder.head.bias[latent:] = initial_log_variance
+        self.decoder = Decoder(latent, decoder_hidden, interaction=interaction, activation_name=activation_name,
+                               n_outputs=n_outputs)
+        #: global log σ of a Gaussian observation model with learned noise (unused otherwise)
+        self.log_noise = nn.Parameter(torch.zeros(1))

@@ -1,0 +1,125 @@
+"""The one training loop of every neural model: minibatches, early stopping, progress.
+
+Reads top to bottom: for each epoch, a step per batch (loss, NaN check, backward, optional
+gradient clipping, optimizer step), then validation under ``eval()`` and ``no_grad``, then
+early stopping on the monitored validation metric. The best weights are restored at the end.
+A model plugs in two hooks: ``step_loss(batch) -> loss`` and ``validate() -> metrics``; an
+optional ``on_epoch_end(state)`` hook writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from dlfm.errors import TrainingError
+
+
+@dataclass
+class LoopState:
+    """Everything that changes during training; a checkpoint is this plus the optimizer."""
+
+    epoch: int = 0
+    best_score: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    best_weights: dict[str, torch.Tensor] | None = None
+    average: list[torch.Tensor] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def train(
+    network: nn.Module,
+    batches: Callable[[], Iterable[Any]],
+    step_loss: Callable[[Any], torch.Tensor],
+    validate: Callable[[], dict[str, float]],
+    optimizer: torch.optim.Optimizer,
+    *,
+    max_epochs: int,
+    patience: int,
+    monitor: str = "val_rmse",
+    grad_clip: float | None = None,
+    lr_decay: float = 1.0,
+    ema_decay: float = 0.0,
+    verbose: bool = True,
+    description: str = "training",
+    state: LoopState | None = None,
+    on_epoch_end: Callable[[LoopState], None] | None = None,
+) -> LoopState:
+    """Train until ``max_epochs`` or ``patience`` epochs without a better ``monitor`` value."""
+    from tqdm import tqdm
+
+    state = state or LoopState()
+    params = [p for p in network.parameters() if p.requires_grad]
+    # exponential moving average of the weights (Polyak averaging): validated and kept instead
+    # of the raw weights when ema_decay > 0
+    if ema_decay > 0 and state.average is None:
+        state.average = [p.detach().clone() for p in params]
+    average = state.average if ema_decay > 0 else None
+    bar = tqdm(total=max_epochs, initial=state.epoch, desc=description, disable=not verbose, unit="epoch",
+               dynamic_ncols=True, leave=True)
+    try:
+        while state.epoch < max_epochs and state.bad_epochs < patience:
+            started = time.perf_counter()
+            network.train()
+            total, count = 0.0, 0
+            for number, batch in enumerate(batches(), start=1):
+                optimizer.zero_grad(set_to_none=True)
+                loss = step_loss(batch)
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"the training loss became {loss.item()} at epoch {state.epoch + 1}, batch {number}; "
+                        "try a smaller learning rate or --param grad_clip=1"
+                    )
+                loss.backward()
+                if grad_clip:
+                    nn.utils.clip_grad_norm_(network.parameters(), grad_clip)
+                optimizer.step()
+                if average is not None:
+                    with torch.no_grad():
+                        torch._foreach_lerp_(average, [p.detach() for p in params], 1.0 - ema_decay)
+                total += loss.item()
+                count += 1
+            for group in optimizer.param_groups:
+                group["lr"] *= lr_decay
+            network.eval()
+            with torch.no_grad():
+                raw = _swap(params, average)
+                metrics = validate()
+            state.epoch += 1
+            record = {"epoch": state.epoch, "train_loss": total / max(count, 1), **metrics,
+                      "seconds": time.perf_counter() - started}
+            state.history.append(record)
+            score = metrics.get(monitor, -state.epoch)
+            if score < state.best_score - 1e-6:
+                state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
+                state.best_weights = copy.deepcopy(network.state_dict())
+            else:
+                state.bad_epochs += 1
+            with torch.no_grad():
+                _swap(params, raw)
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['train_loss']:.4f}", **{monitor: f"{score:.4f}"}, best=state.best_epoch)
+            if on_epoch_end is not None:
+                on_epoch_end(state)
+    finally:
+        bar.close()
+    if state.best_weights is not None:
+        network.load_state_dict(state.best_weights)
+    return state
+
+
+def _swap(params: list[torch.Tensor], values: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+    """Put ``values`` into ``params`` and return what was there (no-op for ``None``)."""
+    if values is None:
+        return None
+    previous = [p.detach().clone() for p in params]
+    for p, v in zip(params, values):
+        p.data.copy_(v)
+    return previous

@@ -1,0 +1,151 @@
+"""The deterministic deep latent factor model: exact removal, no leakage, features, contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dlfm.data.splits import holdout
+from dlfm.datasets import synthetic
+from dlfm.evaluation.metrics import rmse
+from dlfm.models import create
+from dlfm.models.base import Recommender
+from dlfm.training.batching import BlockSampler, Incidence
+
+FAST = dict(hidden=32, latent=8, decoder_hidden=16, max_epochs=3, batch_size=256, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic(120, 80, 3000, rank=3, noise=0.3, seed=2)
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return create("dlf", **FAST).fit(data)
+
+
+def batch_codes(model, ratings):
+    """Training-time codes of every rating (r_ij removed), with dropout off."""
+    model.network_.eval()
+    inc = Incidence(ratings, model.center_)
+    model._use_incidence(inc)
+    sampler = BlockSampler(inc, 10**9, input_keep=1.0, max_neighbors=None, seed=0)
+    batch = sampler.make_batch(np.arange(len(ratings)))
+    with torch.no_grad():
+        return model._batch_codes(batch)
+
+
+def test_exact_removal_of_the_rating_being_predicted(data):
+    model = create("dlf", **FAST).fit(data)
+    u1, v1 = batch_codes(model, data)
+    t = 0
+    user, item = data.users[t], data.items[t]
+    changed = data.ratings.copy()
+    changed[t] += 3.0
+    u2, v2 = batch_codes(model, data.with_ratings(changed))
+    assert torch.allclose(u1[t], u2[t], atol=1e-5) and torch.allclose(v1[t], v2[t], atol=1e-5)
+    # another rating of the same user sees r_ij, so its user code changes
+    same_user = np.flatnonzero((data.users == user) & (np.arange(len(data)) != t))
+    assert len(same_user) and not torch.allclose(u1[same_user[0]], u2[same_user[0]], atol=1e-4)
+    # changing another rating of row i changes u for (i, j)
+    other = same_user[0]
+    changed2 = data.ratings.copy()
+    changed2[other] += 3.0
+    u3, _ = batch_codes(model, data.with_ratings(changed2))
+    assert not torch.allclose(u1[t], u3[t], atol=1e-4)
+    assert data.items[other] != item
+
+
+def test_no_test_rating_reaches_the_encoders(data):
+    fold = holdout(data, 0.2, seed=0)
+    model = create("dlf", **FAST).fit(fold.train)
+    assert len(model.incidence_) == len(fold.train)
+    train_keys = set((fold.train.users * data.n_items + fold.train.items).tolist())
+    encoded = set((model.incidence_.users * data.n_items + model.incidence_.items).tolist())
+    assert encoded == train_keys
+    before = model.predict_indices(fold.test.users, fold.test.items)
+    model._codes = None  # recompute from the stored training data
+    after = model.predict_indices(fold.test.users, fold.test.items)
+    assert np.array_equal(before, after)
+
+
+def test_learns_better_than_the_mean(data):
+    fold = holdout(data, 0.2, seed=0)
+    model = create("dlf", **{**FAST, "max_epochs": 15}).fit(fold.train)
+    score = rmse(fold.test.ratings, model.predict_indices(fold.test.users, fold.test.items))
+    mean_score = rmse(fold.test.ratings, np.full(len(fold.test), fold.train.global_mean))
+    assert score < mean_score - 0.03
+    assert model.history_ and {"epoch", "train_loss", "val_rmse", "seconds"} <= set(model.history_[0])
+
+
+def test_same_seed_same_numbers(data):
+    a = create("dlf", **FAST, seed=5).fit(data).predict_indices(data.users[:50], data.items[:50])
+    b = create("dlf", **FAST, seed=5).fit(data).predict_indices(data.users[:50], data.items[:50])
+    c = create("dlf", **FAST, seed=6).fit(data).predict_indices(data.users[:50], data.items[:50])
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_save_load_identical(tmp_path, fitted, data):
+    path = tmp_path / "dlf.dlfm"
+    fitted.save(path)
+    again = Recommender.load(path)
+    assert np.array_equal(again.predict_indices(data.users[:200], data.items[:200]),
+                          fitted.predict_indices(data.users[:200], data.items[:200]))
+    assert again.card_["n_ratings"] == len(data) and "versions" in again.card_
+
+
+def test_new_user_without_retraining(fitted, data):
+    items = data.raw_items()[:5]
+    likes = fitted.predict_new_user({i: 5.0 for i in items}, data.raw_items()[5:15])
+    hates = fitted.predict_new_user({i: -1.0 for i in items}, data.raw_items()[5:15])
+    assert likes.shape == (10,) and not np.allclose(likes, hates)
+    top = fitted.recommend_new_user({items[0]: 5.0, items[1]: 4.0}, 10)
+    assert len(top) == 10 and not {items[0], items[1]} & {i for i, _ in top}
+
+
+def test_new_item_without_retraining(fitted, data):
+    users = data.raw_users()[:5]
+    out = fitted.predict_new_item({u: 5.0 for u in users}, data.raw_users()[5:10])
+    assert out.shape == (5,) and np.all(np.isfinite(out))
+
+
+def test_unknown_ids_fall_back_inside_scale(fitted, data):
+    value = fitted.predict("ghost", data.raw_items()[0])
+    assert data.scale[0] <= value <= data.scale[1]
+
+
+def test_recommend_excludes_seen(fitted, data):
+    user = data.raw_users()[0]
+    seen = {i for u, i in zip(data.raw_users(), data.raw_items()) if u == user}
+    top = fitted.recommend(user, 10)
+    assert len(top) == 10 and not seen & {i for i, _ in top}
+
+
+@pytest.mark.parametrize("interaction", ["hadamard", "concat", "both"])
+def test_interactions(data, interaction):
+    model = create("dlf", **{**FAST, "max_epochs": 1}, interaction=interaction).fit(data)
+    assert np.all(np.isfinite(model.predict_indices(data.users[:10], data.items[:10])))
+
+
+def test_distribution_of_dlf_is_point_plus_noise(fitted, data):
+    dist = fitted.predict_distribution(data.raw_users()[:20], data.raw_items()[:20], n_samples=4000)
+    point = fitted.predict(data.raw_users()[:20], data.raw_items()[:20])
+    assert np.allclose(dist["q50"], point, atol=0.1)
+    assert np.all(dist["q05"] <= dist["q95"]) and dist["samples"].shape == (20, 4000)
+
+
+def test_hyperparameters_matter(data):
+    base = create("dlf", **FAST).fit(data).predict_indices(data.users[:50], data.items[:50])
+    for key, value in [("hidden", 16), ("latent", 4), ("dropout", 0.1), ("input_dropout", 0.1), ("lr", 0.01),
+                       ("weight_decay", 0.0), ("activation", "relu"), ("batch_size", 64), ("max_neighbors", 5)]:
+        other = create("dlf", **{**FAST, key: value}).fit(data).predict_indices(data.users[:50], data.items[:50])
+        assert not np.allclose(base, other), key
+
+
+def test_nan_loss_stops_with_epoch_and_batch(data):
+    from dlfm.errors import TrainingError
+
+    with pytest.raises(TrainingError, match=r"epoch 1, batch \d+"):
+        create("dlf", **FAST, lr=float("inf")).fit(data)
