@@ -13,36 +13,68 @@ so a crash mid-write leaves the previous file intact.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
 
-from dlfm.errors import ModelFileError
+from dlfm.errors import DlfmError, ModelFileError
 
 FORMAT = "dlfm-model"
 FORMAT_VERSION = 1
 
 
+class FileWriteError(DlfmError, OSError):
+    """A file dlfm was asked to write cannot be written (a folder in the way, no permission,
+    a full disk). Both a :class:`~dlfm.errors.DlfmError` (the CLI prints it as one clear line)
+    and an :class:`OSError` (what Python callers expect)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _write_error(target: Path, exc: OSError) -> FileWriteError:
+    reason = exc.strerror or str(exc)
+    return FileWriteError(exc.errno, f"cannot write {target}: {reason}")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any]:
-    """Open a temporary file beside ``path``; on success fsync and rename it over ``path``."""
+    """Open a temporary file beside ``path``; on success fsync and rename it over ``path``.
+
+    Raises:
+        FileWriteError: the file cannot be written (the previous file, if any, is intact).
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if target.is_dir():
+        raise FileWriteError(errno.EISDIR, f"cannot write {target}: it is a folder")
     try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except (FileExistsError, NotADirectoryError):
+        raise FileWriteError(errno.ENOTDIR, f"cannot write {target}: a file is in the way of its folder") from None
+    except OSError as exc:
+        raise _write_error(target, exc) from None
+    except ValueError as exc:  # a NUL character in the path
+        raise FileWriteError(errno.EINVAL, f"cannot write {target!r}: {exc}") from None
+    try:
+        try:
+            with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except FileWriteError:
+            raise
+        except OSError as exc:
+            raise _write_error(target, exc) from None
         with contextlib.suppress(OSError):  # make the rename itself durable
             dir_fd = os.open(target.parent, os.O_RDONLY)
             try:
@@ -110,10 +142,10 @@ def load_payload(path: str | os.PathLike[str], *, kind: str = FORMAT) -> tuple[d
     except pickle.UnpicklingError as exc:
         raise ModelFileError(
             f"{path}: refused to load: the file holds objects other than weights (a pickle payload "
-            f"that could run code); only dlfm model files are accepted ({str(exc).splitlines()[0][:200]})"
+            f"that could run code); only dlfm model files are accepted ({(str(exc).splitlines() or [type(exc).__name__])[0][:200]})"
         ) from None
-    except (EOFError, zipfile.BadZipFile, RuntimeError, ValueError, OSError, KeyError, IndexError,
-            TypeError, AttributeError, UnicodeDecodeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged file breaks the reader in many ways (struct.error,
+        # EOFError, zipfile.BadZipFile, RuntimeError, ...); weights_only=True means none of them ran code
         raise ModelFileError(f"{path}: truncated or corrupt model file ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != kind:
         raise ModelFileError(f"{path}: not a {kind} file")
@@ -126,8 +158,10 @@ def load_payload(path: str | os.PathLike[str], *, kind: str = FORMAT) -> tuple[d
     try:
         meta = json.loads(payload["meta"])
         tensors = dict(payload["tensors"])
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         raise ModelFileError(f"{path}: corrupt model file ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: corrupt model file (its metadata is not a JSON object)")
     if not all(isinstance(t, torch.Tensor) for t in tensors.values()):
         raise ModelFileError(f"{path}: corrupt model file (non-tensor weights)")
     return meta, tensors

@@ -4,12 +4,28 @@
 (any separator, header or not, columns by name or position) and returns a validated
 :class:`~dlfm.data.ratings.Ratings`. Every problem is reported as a
 :class:`~dlfm.errors.DataError` naming the file, the line and what is wrong; nothing is
-dropped silently (blank lines carry no data and are skipped).
+dropped silently: every non-blank line after the header is one rating.
+
+The text rules, in one place:
+
+- UTF-8, with or without a byte-order mark (UTF-16 with a byte-order mark is read too);
+  a NUL byte or undecodable bytes are an error naming the line.
+- Lines end in ``\\n``, ``\\r\\n`` or ``\\r``; line numbers count those, starting at 1. Blank
+  lines (nothing but white space) carry no data and are skipped, keeping the numbering.
+- Fields are split on the separator (given, or sniffed from the first non-blank line); the
+  separator ``" "`` means runs of spaces, leading and trailing spaces ignored. Every
+  non-blank line must have as many fields as the first one. A separator at the end of every
+  line (an empty last column on every line) is ignored.
+- A field may be quoted CSV-style, ``"a, b"`` with ``""`` for a quote inside; a quoted field
+  cannot span lines. A quote inside an unquoted field is an ordinary character.
+- White space around every field is removed; user and item ids may not be empty.
+- Ids are integers when every id of the column is written as a canonical int64 integer
+  (``196``, ``-3``; not ``007`` or ``+3``), else strings kept as written.
+- Ratings are finite numbers (Python ``float`` syntax); timestamps are whole numbers.
 """
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -22,29 +38,65 @@ from dlfm.errors import DataError
 
 ROLES = ("user", "item", "rating", "timestamp")
 _CANDIDATE_SEPARATORS = ("\t", "::", ",", ";", "|", " ")
-_INT_ID = re.compile(r"^[+-]?\d{1,18}$")
+_SPACES = re.compile(" +")
+_QUOTED_BODY = re.compile(r'(?:[^"]|"")*"')
+_OPEN_QUOTE = re.compile(r' *"')
+_NON_CANONICAL_INT = re.compile(r"^(?:-?0[0-9]|-0$)", re.MULTILINE)
+_WHITESPACE = re.compile(r"[^\S\n]")
+_POSITION = re.compile(r"-?[0-9]+")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+_INT64_MAX = np.iinfo(np.int64).max
 
-ColumnSpec = Mapping[str, "int | str"] | Sequence["int | str"] | None
+ColumnSpec = Mapping[str, "int | str"] | Sequence["int | str"] | str | None
 
 
 def sniff_separator(first_line: str) -> str:
     """The separator of a delimited line: the first of tab, ``::``, comma, semicolon,
-    bar and space that splits it into at least three fields."""
-    for sep in _CANDIDATE_SEPARATORS:
-        if len(first_line.split(sep)) >= 3:
-            return sep
+    bar and space that splits it into at least three fields (quoted fields count as one)."""
+    if '"' not in first_line:
+        for sep in _CANDIDATE_SEPARATORS:
+            if len(_split_plain(first_line, sep)) >= 3:
+                return sep
+    else:  # prefer a separator under which every quote belongs to a quoted field
+        fits: list[tuple[str, bool]] = []
+        for sep in _CANDIDATE_SEPARATORS:
+            quoted: list[bool] = []
+            try:
+                fields = _split_quoted(first_line, sep, quoted)
+            except ValueError:  # the quotes do not fit this separator
+                continue
+            if len(fields) >= 3:
+                fits.append((sep, any('"' in f for f, q in zip(fields, quoted) if not q)))
+        if fits:
+            return min(fits, key=lambda fit: fit[1])[0]  # the first without stray quotes, else the first
     raise DataError(
         "cannot tell the separator: the first line does not split into user, item, rating "
         "on tab, '::', ',', ';', '|' or space (pass sep=... / --sep)"
     )
 
 
+def _line_of(raw: bytes, offset: int) -> int:
+    """1-based line number of a byte offset, counting \\n, \\r\\n and \\r line ends."""
+    head = raw[:offset]
+    return head.count(b"\n") + head.count(b"\r") - head.count(b"\r\n") + 1
+
+
 def _decode(raw: bytes, source: str) -> str:
+    """The text of a file: UTF-8, or UTF-16 when it starts with a UTF-16 byte-order mark. A
+    byte-order mark stays at the start of the text (:func:`parse_ratings_text` drops it)."""
+    codec = "utf-8"
+    if raw.startswith(b"\xfe\xff"):
+        codec = "utf-16-be"
+    elif raw.startswith(b"\xff\xfe") and not raw.startswith(b"\xff\xfe\x00\x00"):
+        codec = "utf-16-le"
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode(codec)
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"not UTF-8 text (byte {exc.start})", source=source, line=line) from None
+        if codec == "utf-8":
+            raise DataError(f"not UTF-8 text (byte {exc.start})", source=source, line=_line_of(raw, exc.start)) from None
+        head = raw[: exc.start].decode(codec, "replace")
+        line = head.count("\n") + head.count("\r") - head.count("\r\n") + 1
+        raise DataError(f"not valid UTF-16 text (byte {exc.start})", source=source, line=line) from None
 
 
 def load_ratings(
@@ -57,13 +109,13 @@ def load_ratings(
     duplicates: DuplicatePolicy = "error",
     name: str | None = None,
 ) -> Ratings:
-    """Read a delimited rating file.
+    """Read a delimited rating file (the rules are in this module's docstring).
 
     Args:
         path: the file.
-        sep: the field separator; sniffed from the first line when omitted.
+        sep: the field separator; sniffed from the first non-blank line when omitted.
         header: whether the first line names the columns; when omitted, a first line whose
-            rating field is not a number is taken as a header.
+            rating field is not a number (or columns given by name) means a header.
         columns: which columns hold user, item, rating and (optionally) timestamp: a mapping
             ``{"user": 0, "item": "movieId", ...}`` or a sequence in that role order; names
             need a header. Default: the first three (or four) columns, in that order.
@@ -82,7 +134,9 @@ def load_ratings(
     except IsADirectoryError:
         raise DataError("is a directory, not a rating file", source=str(path)) from None
     except OSError as exc:
-        raise DataError(f"cannot read: {exc.strerror}", source=str(path)) from None
+        raise DataError(f"cannot read: {exc.strerror or exc}", source=str(path)) from None
+    except ValueError as exc:  # e.g. a NUL character in the path
+        raise DataError(f"cannot read: {exc}", source=repr(str(path))) from None
     text = _decode(raw, str(path))
     return parse_ratings_text(
         text, sep=sep, header=header, columns=columns, scale=scale, duplicates=duplicates,
@@ -102,102 +156,96 @@ def parse_ratings_text(
     name: str | None = None,
 ) -> Ratings:
     """Parse delimited rating text; see :func:`load_ratings` for the arguments."""
-    if "\x00" in text:
-        line = text.count("\n", 0, text.index("\x00")) + 1
-        raise DataError("contains a NUL byte: not a text rating file", source=source, line=line)
-    lines = text.splitlines()
-    first = next((k for k, line in enumerate(lines) if line.strip()), None)
-    if first is None:
+    if text.startswith("\ufeff"):  # a byte-order mark
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise DataError("contains a NUL byte: not a text rating file", source=source, line=text.count("\n", 0, nul) + 1)
+    quoted = '"' in text
+    lines = text.split("\n")
+    del text
+    blank = np.fromiter((not line or line.isspace() for line in lines), dtype=bool, count=len(lines))
+    line_numbers = np.flatnonzero(~blank) + 1
+    if len(line_numbers) == 0:
         raise DataError("file is empty: no ratings", source=source)
+    if len(line_numbers) < len(lines):
+        lines = [lines[k - 1] for k in line_numbers.tolist()]
+
     if sep is None:
-        sep = sniff_separator(lines[first])
-    if sep == "":
-        raise DataError("the separator may not be empty")
-    if len(sep) > 1 or sep == " ":
-        # Multi-character separators ('::' of MovieLens 1M/10M) and runs of spaces: rewrite
-        # to tabs so pandas' fast C parser can read them, keeping line numbers intact.
-        if "\t" in text and sep != "\t":
-            raise DataError(f"contains tab characters, which the separator {sep!r} does not allow", source=source)
-        text = re.sub(r" +", "\t", text) if sep == " " else text.replace(sep, "\t")
-        sep = "\t"
+        try:
+            sep = sniff_separator(lines[0])
+        except DataError as exc:
+            raise DataError(exc.problem, source=source, line=int(line_numbers[0])) from None
+    if not isinstance(sep, str) or sep == "":
+        raise DataError("the separator may not be empty", source=source)
+    if "\n" in sep or "\r" in sep or '"' in sep:
+        raise DataError(f"the separator {sep!r} may not hold a line end or a quote", source=source)
 
-    first_fields = lines[first].split(sep) if len(sep) == 1 else lines[first].split("\t")
-    spec = _column_spec(columns, len(first_fields))
+    flat, width, padded = _split_lines(lines, sep, line_numbers, source, quoted=quoted)
+    del lines
+    n_lines = len(line_numbers)
+    n_fields = width
+    if width > 3 and all(not f or f.isspace() for f in flat[width - 1 :: width]):
+        n_fields = width - 1  # a trailing separator on every line: no last column
+    if n_fields < 3 and columns is None:
+        raise DataError(
+            f"has {n_fields} field{'s' if n_fields != 1 else ''}, expected at least 3: user, item, rating "
+            f"(separator {sep!r})", source=source, line=int(line_numbers[0]),
+        )
+
+    spec = _column_spec(columns, n_fields, source)
+    first_fields = [f.strip() for f in flat[:n_fields]]
+    auto_header = header is None
     if header is None:
-        rating_pos = spec["rating"] if isinstance(spec["rating"], int) else None
-        header = isinstance(spec["rating"], str) or (
-            rating_pos is not None and rating_pos < len(first_fields) and not _is_number(first_fields[rating_pos])
+        rating_ref = spec["rating"]
+        header = any(isinstance(ref, str) for ref in spec.values()) or (
+            isinstance(rating_ref, int) and 0 <= rating_ref < n_fields and not _is_number(first_fields[rating_ref])
         )
-    _check_field_counts(text, sep, source)
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text), sep=sep, header=None, dtype=str, keep_default_na=False,
-            skip_blank_lines=False, engine="c", quoting=3,
-        )
-    except pd.errors.ParserError as exc:
-        match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-        if match:
-            expected, line, saw = match.groups()
-            raise DataError(f"has {saw} fields, expected {expected} (separator {sep!r})", source=source, line=int(line)) from None
-        raise DataError(f"cannot parse: {exc}", source=source) from None
-    except (pd.errors.EmptyDataError, ValueError) as exc:
-        raise DataError(f"cannot parse: {exc}", source=source) from None
-
-    line_numbers = np.arange(1, len(frame) + 1)
-    blank = frame.apply(lambda col: col.str.strip() == "").all(axis=1).to_numpy()
-    if len(frame.columns) == 1:
-        raise DataError(f"has 1 field, expected at least 3 (separator {sep!r})", source=source, line=first + 1)
-    names: list[str] | None = None
-    if header:
-        head_row = first
-        names = [str(x).strip() for x in frame.iloc[head_row].tolist()]
-        keep = np.ones(len(frame), dtype=bool)
-        keep[: head_row + 1] = False
-    else:
-        keep = np.ones(len(frame), dtype=bool)
-    keep &= ~blank
-    frame = frame[keep]
-    line_numbers = line_numbers[keep]
-    if len(frame) == 0:
-        raise DataError("no ratings (only a header)" if header else "file is empty: no ratings", source=source)
-
+    names = first_fields if header else None
+    start = 1 if header else 0
+    if n_lines - start == 0:
+        rating_ref = spec["rating"]
+        if auto_header and isinstance(rating_ref, int) and not any(isinstance(ref, str) for ref in spec.values()):
+            raise DataError(
+                f"no ratings: the only line was read as a header, since its rating field "
+                f"{first_fields[spec['rating']]!r} is not a number", source=source, line=int(line_numbers[0]),
+            )
+        raise DataError("no ratings (only a header)", source=source)
     positions = {role: _position(ref, names, role, source) for role, ref in spec.items() if ref is not None}
-    n_fields = frame.shape[1]
-    short = frame.isna().any(axis=1).to_numpy() | (frame.iloc[:, max(positions.values())].isna().to_numpy())
     for role, pos in positions.items():
         if pos >= n_fields:
-            raise DataError(f"has {n_fields} fields, the {role} column {pos} does not exist", source=source, line=int(line_numbers[0]))
-    if short.any():
-        k = int(np.argmax(short))
-        count = int(frame.iloc[k].notna().sum())
-        raise DataError(f"has {count} fields, expected {n_fields} (separator {sep!r})", source=source, line=int(line_numbers[k]))
+            raise DataError(f"has {n_fields} fields, the {role} column {pos} does not exist",
+                            source=source, line=int(line_numbers[0]))
+    line_numbers = line_numbers[start:]
 
-    def column(role: str) -> pd.Series:
-        return frame.iloc[:, positions[role]].str.strip()
+    def column(role: str) -> list[str]:
+        fields = flat[start * width + positions[role] :: width]
+        return [f.strip() for f in fields] if padded else fields
 
-    users, items = column("user"), column("item")
-    for role, ids in (("user", users), ("item", items)):
-        empty = (ids == "").to_numpy()
-        if empty.any():
-            k = int(np.argmax(empty))
+    ids = {}
+    for role in ("user", "item"):
+        values = column(role)
+        if "" in values:
+            k = values.index("")
             raise DataError(f"the {role} id is empty", source=source, line=int(line_numbers[k]))
+        ids[role] = _text_ids(values)
     ratings_text = column("rating")
-    values = pd.to_numeric(ratings_text, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        k = int(np.argmax(bad))
-        raise DataError(f"rating {ratings_text.iloc[k]!r} is not a finite number", source=source, line=int(line_numbers[k]))
+    values = _to_floats(ratings_text)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        k = int(bad[0])
+        raise DataError(f"rating {ratings_text[k]!r} is not a finite number", source=source, line=int(line_numbers[k]))
     timestamps = None
     if "timestamp" in positions:
         ts_text = column("timestamp")
-        ts = pd.to_numeric(ts_text, errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(ts) | (np.abs(ts) > 2**62)
-        if bad.any():
-            k = int(np.argmax(bad))
-            raise DataError(f"timestamp {ts_text.iloc[k]!r} is not a number", source=source, line=int(line_numbers[k]))
-        timestamps = ts.astype(np.int64)
+        timestamps, k = _to_ints(ts_text)
+        if k is not None:
+            raise DataError(f"timestamp {ts_text[k]!r} is not a whole number", source=source, line=int(line_numbers[k]))
+    del flat
     return Ratings.from_raw(
-        _ids(users), _ids(items), values, timestamps=timestamps, scale=scale,
+        ids["user"], ids["item"], values, timestamps=timestamps, scale=scale,
         duplicates=duplicates, name=name or source, line_numbers=line_numbers,
     )
 
@@ -216,13 +264,19 @@ def from_dataframe(
     ``user``, ``item``, ``rating`` (and ``timestamp``) are used when present, else the first
     three (four). Error messages give the DataFrame row position (0-based) as "row".
     """
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"expected a pandas DataFrame, not {type(frame).__name__}", source=name)
     if len(frame) == 0:
         raise DataError("the DataFrame has no rows", source=name)
     names = [str(c) for c in frame.columns]
     if columns is None and {"user", "item", "rating"} <= set(names):
         columns = {r: r for r in ROLES if r in names}
-    spec = _column_spec(columns, frame.shape[1])
+    spec = _column_spec(columns, frame.shape[1], name)
     positions = {role: _position(ref, names, role, name) for role, ref in spec.items() if ref is not None}
+    for role, pos in positions.items():
+        if pos >= frame.shape[1]:
+            raise DataError(f"the {role} column {pos} does not exist (the DataFrame has {frame.shape[1]} columns)",
+                            source=name)
     rows = np.arange(len(frame))
     users = frame.iloc[:, positions["user"]]
     items = frame.iloc[:, positions["item"]]
@@ -230,67 +284,265 @@ def from_dataframe(
         missing = ids.isna().to_numpy()
         if missing.any():
             raise DataError(f"row {int(np.argmax(missing))}: the {role} id is missing", source=name)
-    values = pd.to_numeric(frame.iloc[:, positions["rating"]], errors="coerce").to_numpy(dtype=np.float64)
+    values = _frame_numbers(frame.iloc[:, positions["rating"]])
     bad = ~np.isfinite(values)
     if bad.any():
         k = int(np.argmax(bad))
         raise DataError(f"row {k}: rating {frame.iloc[k, positions['rating']]!r} is not a finite number", source=name)
     timestamps = None
     if "timestamp" in positions:
-        timestamps = pd.to_numeric(frame.iloc[:, positions["timestamp"]], errors="coerce").to_numpy()
-        if not np.all(np.isfinite(timestamps)):
-            raise DataError("a timestamp is not a number", source=name)
+        column = frame.iloc[:, positions["timestamp"]]
+        if column.dtype.kind in "iu" and (column.dtype.kind == "i" or int(column.max()) <= _INT64_MAX):
+            timestamps = column.to_numpy().astype(np.int64)
+        else:
+            ts = _frame_numbers(column)
+            bad = ~np.isfinite(ts) | (ts != np.round(ts)) | (np.abs(ts) >= 2.0**53)
+            if bad.any():
+                k = int(np.argmax(bad))
+                raise DataError(f"row {k}: timestamp {column.iloc[k]!r} is not a whole number", source=name)
+            timestamps = ts.astype(np.int64)
     try:
         return Ratings.from_raw(
-            _ids(users.astype(str)) if users.dtype == object else users.to_numpy(),
-            _ids(items.astype(str)) if items.dtype == object else items.to_numpy(),
-            values, timestamps=timestamps, scale=scale, duplicates=duplicates, name=name, line_numbers=rows,
+            _frame_ids(users), _frame_ids(items), values, timestamps=timestamps, scale=scale,
+            duplicates=duplicates, name=name, line_numbers=rows,
         )
     except DataError as exc:
-        raise DataError(exc.problem.replace("line", "row"), source=name) from None
+        problem = exc.problem.replace("(lines ", "(rows ")
+        if exc.line is not None:
+            problem = f"row {exc.line}: {problem}"
+        raise DataError(problem, source=name) from None
 
 
 # --------------------------------------------------------------------------- helpers
-def _check_field_counts(text: str, sep: str, source: str) -> None:
+def _split_plain(line: str, sep: str) -> list[str]:
+    """The fields of an unquoted line (``" "``: runs of spaces, edges ignored)."""
+    if sep == " ":
+        line = line.strip(" ")
+        return _SPACES.split(line) if line else [""]
+    return line.split(sep)
+
+
+def _split_quoted(line: str, sep: str, quoted: list[bool] | None = None) -> list[str]:
+    """The fields of a line with CSV-style quoted fields; raises ``ValueError`` with the problem.
+    ``quoted``, when given, receives for each field whether it was quoted."""
+    spaces = sep == " "
+    if spaces:
+        line = line.strip(" ")
+    fields: list[str] = []
+    pos, n = 0, len(line)
+    while True:
+        opening = _OPEN_QUOTE.match(line, pos)
+        if opening is None:  # an unquoted field: up to the next separator
+            if spaces:
+                found = _SPACES.search(line, pos)
+                k, after = (found.start(), found.end()) if found else (-1, -1)
+            else:
+                k = line.find(sep, pos)
+                after = k + len(sep)
+            if quoted is not None:
+                quoted.append(False)
+            if k < 0:
+                fields.append(line[pos:])
+                return fields
+            fields.append(line[pos:k])
+            pos = after
+            continue
+        body = _QUOTED_BODY.match(line, opening.end())
+        if body is None:
+            raise ValueError(f"the quoted field {len(fields) + 1} is not closed (a quoted field cannot span lines)")
+        fields.append(line[opening.end() : body.end() - 1].replace('""', '"'))
+        if quoted is not None:
+            quoted.append(True)
+        pos = body.end()
+        if spaces:
+            if pos == n:
+                return fields
+            found = _SPACES.match(line, pos)
+            if found is None:
+                raise ValueError(f"unexpected text after the closing quote of field {len(fields)}")
+            pos = found.end()
+            continue
+        if not line.startswith(sep, pos):
+            while pos < n and line[pos] == " ":
+                pos += 1
+        if pos == n:
+            return fields
+        if not line.startswith(sep, pos):
+            raise ValueError(f"unexpected text after the closing quote of field {len(fields)}")
+        pos += len(sep)
+
+
+def _split_lines(lines: list[str], sep: str, line_numbers: np.ndarray, source: str, *,
+                 quoted: bool = True) -> tuple[list[str], int, bool]:
+    """All fields of all (non-blank) lines, row after row, the number of fields per line, and
+    whether any field holds white space; raises when a line has another number of fields than
+    the first one."""
+    if quoted and any('"' in line for line in lines):
+        rows = []
+        for k, line in enumerate(lines):
+            if '"' in line:
+                try:
+                    rows.append(_split_quoted(line, sep))
+                except ValueError as exc:
+                    raise DataError(str(exc), source=source, line=int(line_numbers[k])) from None
+            else:
+                rows.append(_split_plain(line, sep))
+        counts = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+        _check_counts(counts, sep, line_numbers, source)
+        flat = [field for row in rows for field in row]
+        return flat, int(counts[0]), any(_WHITESPACE.search(field) for field in flat)
+    if sep == " ":
+        lines = [line.strip(" ") for line in lines]
+        counts = np.fromiter((len(_SPACES.findall(line)) + 1 for line in lines), dtype=np.int64, count=len(lines))
+        _check_counts(counts, sep, line_numbers, source)
+        joined = _SPACES.sub("\n", "\n".join(lines))
+        return joined.split("\n"), int(counts[0]), _WHITESPACE.search(joined) is not None
+    counts = np.fromiter((line.count(sep) + 1 for line in lines), dtype=np.int64, count=len(lines))
+    _check_counts(counts, sep, line_numbers, source)
+    joined = "\n".join(lines).replace(sep, "\n")
+    return joined.split("\n"), int(counts[0]), _WHITESPACE.search(joined) is not None
+
+
+def _check_counts(counts: np.ndarray, sep: str, line_numbers: np.ndarray, source: str) -> None:
     """Every non-blank line must have as many fields as the first one."""
-    lines = pd.Series(text.split("\n"))
-    counts = lines.str.count(re.escape(sep)).to_numpy() + 1
-    blank = (lines.str.strip() == "").to_numpy()
-    data = np.flatnonzero(~blank)
-    expected = counts[data[0]]
-    bad = data[counts[data] != expected]
+    bad = np.flatnonzero(counts != counts[0])
     if len(bad):
         k = int(bad[0])
-        raise DataError(f"has {counts[k]} fields, expected {expected} (separator {sep!r})", source=source, line=k + 1)
+        raise DataError(f"has {int(counts[k])} fields, expected {int(counts[0])} like line {int(line_numbers[0])} "
+                        f"(separator {sep!r})", source=source, line=int(line_numbers[k]))
 
 
 def _is_number(text: str) -> bool:
+    return bool(np.isfinite(_to_floats([text.strip()])[0]))
+
+
+def _plain_ascii(texts: list[str]) -> bool:
+    """No text holds non-ASCII characters (e.g. other scripts' digits) or ``_`` (which Python's
+    number syntax allows between digits): then numpy's conversion means what it says."""
+    joined = "".join(texts)
+    return joined.isascii() and "_" not in joined
+
+
+def _to_floats(texts: list[str]) -> np.ndarray:
+    """Numbers of (stripped) texts; NaN where a text is not a number in plain decimal notation."""
+    if _plain_ascii(texts):
+        try:
+            return np.array(texts, dtype=np.float64)
+        except (ValueError, OverflowError):
+            pass
+    out = np.empty(len(texts), dtype=np.float64)
+    for k, text in enumerate(texts):
+        try:
+            out[k] = float(text) if _NUMBER.fullmatch(text) else np.nan
+        except (ValueError, OverflowError):
+            out[k] = np.nan
+    return out
+
+
+def _to_ints(texts: list[str]) -> tuple[np.ndarray, int | None]:
+    """Whole numbers (int64) of texts, and the position of the first that is not one."""
+    if _plain_ascii(texts):
+        try:
+            return np.array(texts, dtype=np.int64), None
+        except (ValueError, OverflowError):
+            pass
+    out = np.zeros(len(texts), dtype=np.int64)
+    for k, text in enumerate(texts):
+        if not _NUMBER.fullmatch(text):
+            return out, k
+        try:
+            value = int(text)
+        except ValueError:
+            number = float(text)
+            if not (np.isfinite(number) and number == round(number) and abs(number) < 2.0**53):
+                return out, k
+            value = int(number)
+        if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+            return out, k
+        out[k] = value
+    return out, None
+
+
+def _text_ids(values: list[str]) -> np.ndarray:
+    """Raw ids of a text column: int64 when every one is a canonical integer (as ``str(int)``
+    writes it), else strings."""
     try:
-        return np.isfinite(float(text))
-    except ValueError:
-        return False
+        ints = np.array(values, dtype=np.int64)
+    except (ValueError, OverflowError):
+        pass
+    else:
+        joined = "\n".join(values)  # numpy took every one for an integer; was it canonical?
+        if (joined.isascii() and "_" not in joined and "+" not in joined and not _WHITESPACE.search(joined)
+                and not _NON_CANONICAL_INT.search(joined)):
+            return ints
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
-def _column_spec(columns: ColumnSpec, n_fields: int) -> dict[str, int | str | None]:
+def _frame_numbers(column: pd.Series) -> np.ndarray:
+    """A DataFrame column as float64, NaN where an entry is not a number."""
+    if column.dtype.kind in "biuf":
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    try:
+        numbers = pd.to_numeric(column, errors="coerce")
+    except (TypeError, ValueError):
+        numbers = pd.Series([_number_or_nan(v) for v in column])
+    return np.asarray(numbers.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+
+
+def _number_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return np.nan
+
+
+def _frame_ids(column: pd.Series) -> np.ndarray:
+    """Raw ids of a DataFrame column: int64 for integer ids, strings otherwise."""
+    kind = column.dtype.kind
+    if kind == "i":
+        return column.to_numpy().astype(np.int64)
+    if kind == "u":
+        arr = column.to_numpy()
+        if len(arr) == 0 or int(arr.max()) <= _INT64_MAX:
+            return arr.astype(np.int64)
+        return _text_ids([str(v) for v in arr.tolist()])
+    if kind == "f":
+        arr = column.to_numpy(dtype=np.float64)
+        if np.all(arr == np.round(arr)) and np.all(np.abs(arr) < 2.0**53):
+            return arr.astype(np.int64)
+        return _text_ids([repr(v) for v in arr.tolist()])
+    values = column.tolist()
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values):
+        return _text_ids([str(int(v)) for v in values])
+    return _text_ids([str(v) for v in values])
+
+
+def _column_spec(columns: ColumnSpec, n_fields: int, source: str | None = None) -> dict[str, int | str | None]:
     if columns is None:
         spec: dict[str, int | str | None] = {"user": 0, "item": 1, "rating": 2, "timestamp": 3 if n_fields >= 4 else None}
         return spec
+    if isinstance(columns, str):
+        columns = [c.strip() for c in columns.split(",")]
     if isinstance(columns, Mapping):
         unknown = set(columns) - set(ROLES)
         if unknown:
-            raise DataError(f"unknown column role(s) {sorted(unknown)}; use {', '.join(ROLES)}")
+            raise DataError(f"unknown column role(s) {sorted(map(str, unknown))}; use {', '.join(ROLES)}", source=source)
         spec = {role: columns.get(role) for role in ROLES}
     else:
         refs = list(columns)
         if not 3 <= len(refs) <= 4:
-            raise DataError("columns must name user, item, rating and optionally timestamp")
+            raise DataError("columns must name user, item, rating and optionally timestamp", source=source)
         spec = {role: (refs[k] if k < len(refs) else None) for k, role in enumerate(ROLES)}
     for role in ("user", "item", "rating"):
         if spec[role] is None:
-            raise DataError(f"columns must say which column holds the {role}")
+            raise DataError(f"columns must say which column holds the {role}", source=source)
     for role, ref in spec.items():
-        if isinstance(ref, str) and ref.strip().lstrip("-").isdigit():
+        if isinstance(ref, str) and _POSITION.fullmatch(ref.strip()):
             spec[role] = int(ref)
+        elif ref is not None and not isinstance(ref, (str, int, np.integer)) or isinstance(ref, (bool, np.bool_)):
+            raise DataError(f"the {role} column must be given by name or 0-based position, not {ref!r}", source=source)
     return spec
 
 
@@ -302,20 +554,7 @@ def _position(ref: int | str, names: list[str] | None, role: str, source: str) -
     if names is None:
         raise DataError(f"the {role} column is named {ref!r}, but the file has no header", source=source)
     if ref not in names:
+        if ref.strip() in names:
+            return names.index(ref.strip())
         raise DataError(f"no column named {ref!r} for the {role} (columns: {', '.join(names)})", source=source)
     return names.index(ref)
-
-
-def _ids(values: pd.Series | np.ndarray) -> np.ndarray:
-    """Raw ids as int64 when every one is an integer, else as strings."""
-    arr = np.asarray(values)
-    if arr.dtype.kind in "iu":
-        return arr.astype(np.int64)
-    if arr.dtype.kind == "f":
-        if np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            return arr.astype(np.int64)
-        return arr.astype(str)
-    strings = pd.Series(arr, dtype=str)
-    if len(strings) and strings.str.fullmatch(_INT_ID.pattern).all():
-        return strings.astype(np.int64).to_numpy()
-    return strings.to_numpy(dtype=object)

@@ -9,6 +9,7 @@ keeps the vocabularies, so the indices mean the same thing everywhere.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterable, Literal, Sequence
@@ -19,12 +20,40 @@ import scipy.sparse as sp
 from dlfm.errors import DataError, UnknownIdError
 
 DuplicatePolicy = Literal["error", "last", "mean"]
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
     array = np.ascontiguousarray(array)
     array.flags.writeable = False
     return array
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value (for messages: ``1``, not ``np.int64(1)``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _raw_ids(values: Any) -> np.ndarray:
+    """Raw ids as a flat array: int64 integers, or (for anything else) strings."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+    if arr.dtype.kind == "b":
+        return arr.astype(str).astype(object)
+    if arr.dtype.kind in "iu":
+        if arr.dtype.kind == "u" and len(arr) and int(arr.max()) > np.iinfo(np.int64).max:
+            return np.array([str(v) for v in arr.tolist()], dtype=object)
+        return arr.astype(np.int64)
+    if arr.dtype == object:
+        items = arr.tolist()
+        if items and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in items):
+            if all(-(2**63) <= int(v) < 2**63 for v in items):
+                return np.array([int(v) for v in items], dtype=np.int64)
+        out = np.empty(len(items), dtype=object)
+        out[:] = [v if isinstance(v, str) else str(v) for v in items]
+        return out
+    return arr
 
 
 class Vocabulary:
@@ -69,10 +98,11 @@ class Vocabulary:
             if isinstance(raw, (int, np.integer)) and not isinstance(raw, bool):
                 return int(raw)
             if isinstance(raw, str):
-                try:
-                    return int(raw.strip())
-                except ValueError:
+                text = raw.strip()
+                # ASCII digits only: int() would also take "1_000" and other scripts' digits
+                if not (_INT_TEXT.fullmatch(text) and len(text) <= 20):
                     return None
+                return int(text)
             if isinstance(raw, float) and raw.is_integer():
                 return int(raw)
             return None
@@ -200,9 +230,14 @@ class Ratings:
                 the observed (min, max).
             line_numbers: source line of each triple, for error messages.
         """
-        users = np.asarray(users)
-        items = np.asarray(items)
-        values = np.asarray(ratings, dtype=np.float64)
+        if duplicates not in ("error", "last", "mean"):
+            raise DataError(f"duplicates must be 'error', 'last' or 'mean', not {duplicates!r}", source=name)
+        users = _raw_ids(users)
+        items = _raw_ids(items)
+        try:
+            values = np.asarray(ratings, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise DataError("ratings must be numbers", source=name) from None
         n = len(values)
         if not (len(users) == len(items) == n):
             raise DataError("users, items and ratings differ in length", source=name)
@@ -213,7 +248,12 @@ class Ratings:
         if len(bad):
             raise DataError(f"rating {values[bad[0]]!r} is not a finite number", source=name, line=where(bad[0]))
         if scale is not None:
-            lo, hi = float(scale[0]), float(scale[1])
+            try:
+                lo, hi = float(scale[0]), float(scale[1])
+            except (TypeError, ValueError, IndexError):
+                raise DataError(f"the rating scale must be (lowest, highest), not {scale!r}", source=name) from None
+            if not lo <= hi:
+                raise DataError(f"the declared rating scale [{lo:g}, {hi:g}] is empty", source=name)
             out = np.flatnonzero((values < lo) | (values > hi))
             if len(out):
                 raise DataError(
@@ -227,7 +267,17 @@ class Ratings:
             user_vocab, u_idx = Vocabulary.build(users)
         if item_vocab is None:
             item_vocab, i_idx = Vocabulary.build(items)
-        ts = None if timestamps is None else np.asarray(timestamps, dtype=np.int64)
+        ts = None
+        if timestamps is not None:
+            ts = np.asarray(timestamps)
+            if ts.dtype.kind == "f":
+                if not (np.all(np.isfinite(ts)) and np.all(ts == np.round(ts)) and np.all(np.abs(ts) < 2.0**63)):
+                    raise DataError("timestamps must be whole numbers", source=name)
+            elif ts.dtype.kind not in "iub":
+                raise DataError("timestamps must be whole numbers", source=name)
+            ts = ts.astype(np.int64).reshape(-1)
+            if len(ts) != n:
+                raise DataError("timestamps differ in length from ratings", source=name)
 
         keys = u_idx * len(item_vocab) + i_idx
         order = np.argsort(keys, kind="stable")
@@ -240,7 +290,7 @@ class Ratings:
                 if line_numbers is not None:
                     lines = f" (lines {int(line_numbers[first])} and {int(line_numbers[second])})"
                 raise DataError(
-                    f"user {users[first]!r} rated item {items[first]!r} twice{lines}; "
+                    f"user {_plain(users[first])!r} rated item {_plain(items[first])!r} twice{lines}; "
                     "pass duplicates='last' or 'mean' (CLI: --duplicates) to merge",
                     source=name,
                     line=where(second),
@@ -259,11 +309,10 @@ class Ratings:
                 u_idx, i_idx = u_idx[keep], i_idx[keep]
                 values = sums[np.searchsorted(uniq, keys[keep])] / counts[np.searchsorted(uniq, keys[keep])]
                 ts = None if ts is None else ts[keep]
-            else:
-                raise DataError(f"duplicates must be 'error', 'last' or 'mean', not {duplicates!r}")
         if scale is None:
             scale = (float(values.min()), float(values.max()))
-        return cls(u_idx, i_idx, values, user_vocab, item_vocab, scale, ts, name)
+        # checked above: indices inside the vocabularies, finite values, no pair twice
+        return cls(u_idx, i_idx, values, user_vocab, item_vocab, scale, ts, name, _checked=True)
 
     @staticmethod
     def _indices(raw: np.ndarray, vocab: Vocabulary | None, what: str, name: str, where: Any) -> np.ndarray:
@@ -272,7 +321,7 @@ class Ratings:
         idx = vocab.lookup(raw.tolist())
         missing = np.flatnonzero(idx < 0)
         if len(missing):
-            raise DataError(f"{what} {raw[missing[0]]!r} is not in the vocabulary", source=name, line=where(missing[0]))
+            raise DataError(f"{what} {_plain(raw[missing[0]])!r} is not in the vocabulary", source=name, line=where(missing[0]))
         return idx
 
     # ----------------------------------------------------------------- views

@@ -6,15 +6,18 @@ A data set named ``NAME`` lives in ``DIR/NAME`` as the unzipped GroupLens files
 (``DIR/ml-100k/u.data``, ...).
 
 Installing is safe by construction: the archive's checksum is checked before it is opened
-(a mismatch deletes it), every archive member must stay inside the data set's folder (no
-absolute paths, no ``..``, no links), extraction goes to a temporary folder that is renamed
-into place only when complete, and a lock file keeps two processes from installing the same
-set at once.
+(a mismatch deletes a download), every archive member must stay inside the data set's folder
+(no absolute paths, no ``..``, no links), extraction goes to a temporary folder that is renamed
+into place only when complete, and a lock file (``DIR/.NAME.lock``) makes concurrent installs
+of the same set, from threads or processes, take turns: each one finds either no folder or a
+complete one. Temporary files and folders are named ``DIR/.NAME.*``; ones left by a killed
+process are removed by the next install of that set.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import stat
@@ -22,7 +25,9 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from filelock import FileLock
 
@@ -47,8 +52,11 @@ def spec(name: str) -> DatasetSpec:
     """The spec of a named data set, or a :class:`DatasetError` listing the known names."""
     try:
         return DATASETS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise DatasetError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}") from None
+
+
+_named_spec = spec  # for functions whose ``spec`` argument hides this one
 
 
 def dataset_path(name: str, directory: str | os.PathLike[str] | None = None) -> Path:
@@ -56,8 +64,11 @@ def dataset_path(name: str, directory: str | os.PathLike[str] | None = None) -> 
 
 
 def is_installed(name: str, directory: str | os.PathLike[str] | None = None) -> bool:
-    s = spec(name)
-    return (data_dir(directory) / s.name / s.ratings_file).is_file()
+    return _installed(spec(name), data_dir(directory))
+
+
+def _installed(s: DatasetSpec, root: Path) -> bool:
+    return (root / s.name / s.ratings_file).is_file()
 
 
 def md5_of(path: Path, chunk: int = 1 << 20) -> str:
@@ -79,13 +90,25 @@ def _offline_help(s: DatasetSpec, directory: Path, reason: str) -> str:
     )
 
 
+def _close(response: Any) -> None:
+    close = getattr(response, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - closing a finished download must not mask its result
+            pass
+
+
 def _expected_md5(s: DatasetSpec) -> str:
     if s.md5:
         return s.md5
     try:
-        with urllib.request.urlopen(s.url + ".md5", timeout=30) as response:
+        response = urllib.request.urlopen(s.url + ".md5", timeout=30)
+        try:
             text = response.read(4096).decode("ascii", "replace")
-    except (urllib.error.URLError, OSError) as exc:
+        finally:
+            _close(response)
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         raise DatasetError(f"cannot fetch the published checksum {s.url}.md5: {exc}") from None
     for token in text.replace("=", " ").split():
         if len(token) == 32 and all(c in "0123456789abcdef" for c in token.lower()):
@@ -93,16 +116,21 @@ def _expected_md5(s: DatasetSpec) -> str:
     raise DatasetError(f"{s.url}.md5 holds no MD5 checksum")
 
 
-def verify_archive(archive: Path, s: DatasetSpec) -> None:
-    """Check the archive's MD5 against the published one; on mismatch the file is deleted
-    when it is dlfm's own download, and the error says so."""
+def verify_archive(archive: Path, s: DatasetSpec, *, label: str | None = None) -> str:
+    """Check the archive's MD5 against the published one; returns it. ``label`` names the
+    archive in the message (default: its path). Deleting a bad download is the caller's job
+    (:func:`download` does it, and says so)."""
     expected = _expected_md5(s)
-    actual = md5_of(archive)
+    try:
+        actual = md5_of(archive)
+    except OSError as exc:
+        raise DatasetError(f"cannot read {label or archive}: {exc.strerror or exc}") from None
     if actual != expected:
         raise DatasetError(
-            f"checksum mismatch for {archive}: MD5 {actual}, expected {expected} for {s.name}; "
+            f"checksum mismatch for {label or archive}: MD5 {actual}, expected {expected} for {s.name}; "
             "the file is corrupt or not the official archive"
         )
+    return actual
 
 
 def _check_member(info: zipfile.ZipInfo, s: DatasetSpec) -> PurePosixPath | None:
@@ -111,7 +139,7 @@ def _check_member(info: zipfile.ZipInfo, s: DatasetSpec) -> PurePosixPath | None
     name = info.filename
     path = PurePosixPath(name)
     mode = (info.external_attr >> 16) & 0o170000
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or "\\" in name:
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or "\\" in name or "\x00" in name:
         raise DatasetError(f"refusing archive member {name!r}: absolute or non-POSIX path")
     if ".." in path.parts:
         raise DatasetError(f"refusing archive member {name!r}: '..' would leave the data folder")
@@ -126,16 +154,32 @@ def _check_member(info: zipfile.ZipInfo, s: DatasetSpec) -> PurePosixPath | None
     return rest
 
 
-def extract_archive(archive: Path, s: DatasetSpec, directory: Path) -> Path:
-    """Safely extract a verified archive into ``directory/NAME`` (atomic rename)."""
+_MARKER = ".dlfm-archive-md5"
+
+
+def extract_archive(archive: Path, s: DatasetSpec, directory: Path, *, md5: str | None = None) -> Path:
+    """Safely extract a verified archive into ``directory/NAME``.
+
+    Every member is checked before anything is written; the files go to a temporary folder
+    beside the target that replaces it only when complete, so ``directory/NAME`` is at every
+    moment absent, the previous complete folder, or the new complete one. Call it under the
+    set's lock (as :func:`install` does) when other processes may install the same set.
+    """
     target = directory / s.name
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
         raise DatasetError(f"{archive} is not a readable zip archive: {exc}") from None
     with zf:
-        members = [(info, _check_member(info, s)) for info in zf.infolist()]
-        staging = Path(tempfile.mkdtemp(prefix=f".{s.name}-", dir=directory))
+        try:
+            infos = zf.infolist()
+        except (zipfile.BadZipFile, ValueError) as exc:
+            raise DatasetError(f"{archive} is not a readable zip archive: {exc}") from None
+        members = [(info, _check_member(info, s)) for info in infos]
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{s.name}.staging-", dir=directory))
+        except OSError as exc:
+            raise DatasetError(f"cannot write in the data directory {directory}: {exc.strerror or exc}") from None
         try:
             for info, rest in members:
                 if rest is None:
@@ -143,51 +187,111 @@ def extract_archive(archive: Path, s: DatasetSpec, directory: Path) -> Path:
                 out = staging / rest
                 if not out.resolve().is_relative_to(staging.resolve()):
                     raise DatasetError(f"refusing archive member {info.filename!r}: leaves the data folder")
-                if info.is_dir():
-                    out.mkdir(parents=True, exist_ok=True)
-                    continue
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
+                try:
+                    if info.is_dir():
+                        out.mkdir(parents=True, exist_ok=True)
+                        continue
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, open(out, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+                    raise DatasetError(f"{archive}: cannot extract {info.filename!r}: {exc}") from None
+                except OSError as exc:
+                    raise DatasetError(
+                        f"cannot extract {info.filename!r} of {archive} into {directory}: {exc.strerror or exc}"
+                    ) from None
             if not (staging / s.ratings_file).is_file():
                 raise DatasetError(f"{archive} has no {s.archive_root}/{s.ratings_file}: not the {s.name} archive")
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
+            if md5:
+                (staging / _MARKER).write_text(md5 + "\n")
+            _swap_into_place(staging, target)
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
-def download(s: DatasetSpec, directory: Path, *, quiet: bool = False) -> Path:
-    """Download the archive to ``directory`` (via a temporary name) and verify it."""
-    final = directory / Path(s.url).name
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}-", dir=directory)
-    tmp = Path(tmp_name)
+def _swap_into_place(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``; a previous ``target`` is moved aside first and deleted
+    after (or put back when the rename fails)."""
+    aside = None
     try:
+        if os.path.lexists(target):
+            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, aside / target.name)
         try:
-            response = urllib.request.urlopen(s.url, timeout=60)
-        except (urllib.error.URLError, OSError) as exc:
-            raise DatasetError(_offline_help(s, directory, str(getattr(exc, "reason", exc)))) from None
-        total = int(response.headers.get("Content-Length") or 0) or None
-        from tqdm import tqdm
-
-        with response, os.fdopen(fd, "wb") as out, tqdm(
-            total=total, unit="B", unit_scale=True, desc=f"downloading {s.name}", disable=quiet
-        ) as bar:
-            while block := response.read(1 << 20):
-                out.write(block)
-                bar.update(len(block))
-        try:
-            verify_archive(tmp, s)
-        except DatasetError as exc:
-            raise DatasetError(f"{exc}; the download was deleted") from None
-        os.replace(tmp, final)
-        return final
+            os.replace(staging, target)
+        except OSError:
+            if aside is not None:
+                os.replace(aside / target.name, target)
+            raise
+    except OSError as exc:
+        raise DatasetError(f"cannot move the extracted {target.name} into place at {target}: {exc.strerror or exc}") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def download(s: DatasetSpec, directory: Path, *, quiet: bool = False) -> Path:
+    """Download the archive into a temporary file in ``directory`` and verify it; returns
+    that file (the caller deletes it after use). A download whose checksum does not match is
+    deleted, and the error says so. Never touches any other file in ``directory``."""
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{s.name}.download-", suffix=".zip", dir=directory)
+    except OSError as exc:
+        raise DatasetError(f"cannot write in the data directory {directory}: {exc.strerror or exc}") from None
+    tmp = Path(tmp_name)
+    keep = False
+    try:
+        out = os.fdopen(fd, "wb")
+        with out:
+            try:
+                response = urllib.request.urlopen(s.url, timeout=60)
+            except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+                raise DatasetError(_offline_help(s, directory, str(getattr(exc, "reason", exc)))) from None
+            try:
+                try:
+                    total = int(response.headers.get("Content-Length") or 0) or None
+                except (AttributeError, TypeError, ValueError):
+                    total = None
+                from tqdm import tqdm
+
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {s.name}", disable=quiet) as bar:
+                    while block := response.read(1 << 20):
+                        out.write(block)
+                        bar.update(len(block))
+            except (OSError, http.client.HTTPException) as exc:
+                if isinstance(exc, OSError) and exc.filename is not None:
+                    raise DatasetError(f"cannot write the download to {directory}: {exc.strerror or exc}") from None
+                raise DatasetError(_offline_help(s, directory, f"the download broke off: {exc}")) from None
+            finally:
+                _close(response)
+        try:
+            verify_archive(tmp, s, label=f"the download of {s.url}")
+        except DatasetError as exc:
+            raise DatasetError(f"{exc}; the downloaded file was deleted") from None
+        keep = True
+        return tmp
+    finally:
+        if not keep:
+            tmp.unlink(missing_ok=True)
+
+
+def _clean_leftovers(s: DatasetSpec, root: Path) -> None:
+    """Remove temporary files and folders a killed install of this set left (call under the lock)."""
+    for pattern in (f".{s.name}.staging-*", f".{s.name}.old-*", f".{s.name}.download-*"):
+        for path in root.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _installed_md5(s: DatasetSpec, root: Path) -> str | None:
+    try:
+        return (root / s.name / _MARKER).read_text().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def install(
@@ -197,36 +301,53 @@ def install(
     archive: str | os.PathLike[str] | None = None,
     force: bool = False,
     quiet: bool = False,
+    spec: DatasetSpec | None = None,
 ) -> Path:
     """Make ``DIR/NAME`` hold the data set: from ``archive`` if given, else downloaded.
 
-    Both paths verify the checksum and extract safely. Returns the data set's folder.
+    Both paths verify the checksum and extract safely; concurrent installs of one set (any
+    number of processes) take turns under a lock file and all succeed. An archive identical
+    to the one already installed is not extracted again (unless ``force``). ``spec`` describes
+    a data set that is not in the registry (its ``name`` must be ``name``). Returns the data
+    set's folder.
     """
-    s = spec(name)
+    s = spec if spec is not None else _named_spec(name)
+    if s.name != name:
+        raise DatasetError(f"the spec describes {s.name!r}, not {name!r}")
     root = data_dir(directory)
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / f".{s.name}.lock")):
-        if is_installed(name, root) and not force and archive is None:
-            return root / s.name
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(root / f".{s.name}.lock"))
+        lock.acquire()
+    except OSError as exc:
+        raise DatasetError(f"cannot use the data directory {root}: {exc.strerror or exc}") from None
+    try:
+        _clean_leftovers(s, root)
         if archive is not None:
             path = Path(archive)
             if not path.is_file():
-                raise DatasetError(f"archive {path} does not exist")
-            verify_archive(path, s)
-            return extract_archive(path, s, root)
+                raise DatasetError(f"archive {path} does not exist" if not path.exists() else f"archive {path} is not a file")
+            md5 = verify_archive(path, s)
+            if not force and _installed(s, root) and _installed_md5(s, root) == md5:
+                return root / s.name
+            return extract_archive(path, s, root, md5=md5)
+        if _installed(s, root) and not force:
+            return root / s.name
         path = download(s, root, quiet=quiet)
         try:
-            return extract_archive(path, s, root)
+            return extract_archive(path, s, root, md5=md5_of(path))
         finally:
             path.unlink(missing_ok=True)
+    finally:
+        lock.release()
 
 
 def require(name: str, directory: str | os.PathLike[str] | None = None, *, download_missing: bool = True,
             quiet: bool = False) -> Path:
     """The folder of an installed data set, installing it first when missing."""
-    s = spec(name)
+    s = _named_spec(name)
     root = data_dir(directory)
-    if is_installed(name, root):
+    if _installed(s, root):
         return root / s.name
     if not download_missing:
         raise DatasetError(_offline_help(s, root, "downloads are off"))
