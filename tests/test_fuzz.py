@@ -493,23 +493,16 @@ def test_cli_recommend_with_random_input(models, model, user, ratings, k, includ
         assert out.startswith("top ")
 
 
-@pytest.mark.xfail(reason="CLI bug outside the data layer: an id with bytes that are not UTF-8 (a lone surrogate "
-                          "in argv) is echoed to stdout, whose strict UTF-8 encoder raises UnicodeEncodeError",
-                   strict=False)
 def test_undecodable_argument_bytes(models):
     code, _, _ = run_cli(["predict", str(models["int"]), "--user", "\udcff", "--item", "1"])
     assert code in (0, 2)
 
 
-@pytest.mark.xfail(reason="CLI bug outside the data layer: argparse turns the value of --user=-- into an empty "
-                          "list, which reaches Recommender.predict and fails with TypeError", strict=False)
 def test_double_dash_as_an_option_value(models):
     code, _, _ = run_cli(["predict", str(models["int"]), "--user=--", "--item=--"])
     assert code in (0, 2)
 
 
-@pytest.mark.xfail(reason="CLI bug outside the data layer: cv --seed -1 reaches numpy's default_rng, whose "
-                          "ValueError is not a DlfmError", strict=False)
 def test_negative_seed(work):
     from dlfm.datasets import synthetic, write_ratings
 

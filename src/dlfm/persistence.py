@@ -45,6 +45,12 @@ def _write_error(target: Path, exc: OSError) -> FileWriteError:
     return FileWriteError(exc.errno, f"cannot write {target}: {reason}")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file beside ``path``; on success fsync and rename it over ``path``.
@@ -66,6 +72,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any
         raise FileWriteError(errno.EINVAL, f"cannot write {target!r}: {exc}") from None
     try:
         try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600: give new files the usual mode
             with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
                 yield handle
                 handle.flush()

@@ -48,6 +48,10 @@ def maybe_launch(args: argparse.Namespace) -> int | None:
 def model_params(args: argparse.Namespace) -> dict[str, Any]:
     from dlfm.models import model_class, parse_params
 
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError(f"--seed must be 0 or more, not {args.seed}")
+    if args.binarize is not None and not np.isfinite(args.binarize):
+        raise ConfigError("--binarize needs a finite threshold")
     params = parse_params(args.model, args.param)
     names = set(model_class(args.model).param_names())
     for flag, key, value in (("--likelihood", "likelihood", args.likelihood), ("--device", "device", args.device),
@@ -219,7 +223,16 @@ def _load_model(path: str) -> Any:
     return Recommender.load(path)
 
 
+def _one_id(value: Any, flag: str) -> str:
+    """argparse hands '--user=--' over as an empty list; ids must be plain strings."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{flag} needs an id")
+    return value
+
+
 def run_predict(args: argparse.Namespace) -> int:
+    args.user = _one_id(args.user, "--user")
+    args.item = [_one_id(item, "--item") for item in args.item]
     model = _load_model(args.model_path)
     unknown = "error" if args.strict else "fallback"
     known_user = args.user in model.user_vocab_
@@ -262,6 +275,10 @@ def parse_new_ratings(text: str) -> dict[str, float]:
 
 
 def run_recommend(args: argparse.Namespace) -> int:
+    if args.ratings is not None:
+        args.ratings = _one_id(args.ratings, "--ratings")
+    else:
+        args.user = _one_id(args.user, "--user")
     model = _load_model(args.model_path)
     if args.ratings is not None:
         given = parse_new_ratings(args.ratings)

@@ -108,5 +108,5 @@ def write_ratings(ratings: Ratings, path: str | Path, sep: str = ",") -> None:
     from dlfm.persistence import write_text
 
     lines = [f"user{sep}item{sep}rating"]
-    lines += [f"{u}{sep}{i}{sep}{r:g}" for u, i, r in zip(ratings.raw_users(), ratings.raw_items(), ratings.ratings)]
+    lines += [f"{u}{sep}{i}{sep}{r!r}" for u, i, r in zip(ratings.raw_users(), ratings.raw_items(), ratings.ratings.tolist())]
     write_text(path, "\n".join(lines) + "\n")
