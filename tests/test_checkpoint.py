@@ -16,7 +16,7 @@ from dlfm.datasets import synthetic, write_ratings
 from dlfm.models import create
 from dlfm.models.base import Recommender
 
-PARAMS = ["hidden=24", "latent=6", "decoder_hidden=8", "batch_size=128", "max_epochs=8", "patience=100"]
+PARAMS = ["hidden=24", "latent=6", "decoder_hidden=8", "batch_size=128", "max_epochs=8", "patience=100", "ema_decay=0.9"]
 
 
 def train_cmd(data: Path, out: Path, ckpt: Path | None, resume: bool = False) -> list[str]:

@@ -17,7 +17,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
     write_ratings(synthetic(100, 70, 3000, seed=6), data)
     common = ["cv", str(data), "--model", "dlf", "--folds", "kfold", "--k", "3", "--fold", "1", "--quiet",
               "--threads", "1", "--device", "cpu"]
-    for p in ("hidden=24", "latent=6", "decoder_hidden=8", "batch_size=256", "max_epochs=4"):
+    for p in ("hidden=24", "latent=6", "decoder_hidden=8", "batch_size=256", "max_epochs=4", "ema_decay=0"):
         common += ["--param", p]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DLFM_DIST_BACKEND": "gloo"}
     multi = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

@@ -13,7 +13,8 @@ from dlfm.models import create
 from dlfm.models.base import Recommender
 from dlfm.training.batching import BlockSampler, Incidence
 
-FAST = dict(hidden=32, latent=8, decoder_hidden=16, max_epochs=3, batch_size=256, verbose=False)
+FAST = dict(hidden=32, latent=8, decoder_hidden=16, max_epochs=3, batch_size=256, verbose=False, ema_decay=0.0,
+            lr=3e-3)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +140,8 @@ def test_distribution_of_dlf_is_point_plus_noise(fitted, data):
 def test_hyperparameters_matter(data):
     base = create("dlf", **FAST).fit(data).predict_indices(data.users[:50], data.items[:50])
     for key, value in [("hidden", 16), ("latent", 4), ("dropout", 0.1), ("input_dropout", 0.1), ("lr", 0.01),
-                       ("weight_decay", 0.0), ("activation", "relu"), ("batch_size", 64), ("max_neighbors", 5)]:
+                       ("weight_decay", 0.0), ("activation", "relu"), ("batch_size", 64), ("max_neighbors", 5),
+                       ("ema_decay", 0.9), ("interaction", "hadamard"), ("lr_decay", 0.5)]:
         other = create("dlf", **{**FAST, key: value}).fit(data).predict_indices(data.users[:50], data.items[:50])
         assert not np.allclose(base, other), key
 
@@ -148,4 +150,4 @@ def test_nan_loss_stops_with_epoch_and_batch(data):
     from dlfm.errors import TrainingError
 
     with pytest.raises(TrainingError, match=r"epoch 1, batch \d+"):
-        create("dlf", **FAST, lr=float("inf")).fit(data)
+        create("dlf", **{**FAST, "lr": float("inf")}).fit(data)

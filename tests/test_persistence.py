@@ -66,3 +66,17 @@ def test_atomic_write_keeps_old_file_on_crash(tmp_path):
             raise RuntimeError("crash")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_dlfm_predict_refuses_a_pickle_payload_and_runs_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    marker = tmp_path / "created-by-payload"
+    path = tmp_path / "evil.dlfm"
+    with open(path, "wb") as handle:
+        pickle.dump({"format": "dlfm-model", "x": _Payload(str(marker))}, handle)
+    proc = subprocess.run([sys.executable, "-m", "dlfm", "predict", str(path), "--user", "1", "--item", "1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "refused" in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.exists()

@@ -13,7 +13,8 @@ from dlfm.models import create
 from dlfm.models.base import Recommender
 from dlfm.models.neural import NeuralFactorModel
 
-FAST = dict(hidden=32, latent=8, decoder_hidden=16, max_epochs=12, batch_size=256, verbose=False)
+FAST = dict(hidden=32, latent=8, decoder_hidden=16, max_epochs=12, batch_size=256, verbose=False, ema_decay=0.0,
+            lr=3e-3)
 
 
 @pytest.fixture(scope="module")
