@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
 import torch
 from scipy import stats
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import report  # noqa: E402
 
 from dlfm.datasets import synthetic
 from dlfm.models import create
@@ -51,10 +55,7 @@ def main(argv=None) -> int:
     out["gaussian_mean_as_rate_nll"] = float(-np.mean(stats.poisson.logpmf(y, np.maximum(mean, 1e-3))))
     out["poisson_over_true"] = out["poisson_nll"] / out["true_nll"]
     out["torch_threads"] = torch.get_num_threads()
-    print(json.dumps(out, indent=2))
-    if args.json_path:
-        with open(args.json_path, "w") as handle:
-            json.dump(out, handle, indent=2)
+    report(out, args.json_path)
     return 0
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from flops import cpu_name, dlf_epoch_flops, matmul_peak_gflops  # noqa: E402
+from common import report, cpu_name, dlf_epoch_flops, matmul_peak_gflops  # noqa: E402
 
 from dlfm import datasets  # noqa: E402
 from dlfm.evaluation.metrics import mae, rmse  # noqa: E402
@@ -85,10 +85,7 @@ def main(argv=None) -> int:
     if "svdpp" in out:
         out["ratio_to_svdpp"] = out["dlf"]["seconds"] / out["svdpp"]["seconds"]
     out["gflops_share_of_peak"] = out["dlf"]["gflops"] / peak
-    print(json.dumps(out, indent=2))
-    if args.json_path:
-        with open(args.json_path, "w") as handle:
-            json.dump(out, handle, indent=2)
+    report(out, args.json_path)
     return 0
 
 

@@ -34,9 +34,13 @@ class DeepLatentFactorModel(NeuralFactorModel):
 
     def _distribution_indices(self, users: np.ndarray, items: np.ndarray, n_samples: int,
                               generator: torch.Generator) -> torch.Tensor:
-        eta = self._eta_indices(users, items).to(self.device_)
-        eta = eta.unsqueeze(1).expand(-1, n_samples)
+        """The point prediction's likelihood: N(r̂, σ²) with σ the validation RMSE,
+        Bernoulli(p̂) or Poisson(λ̂)."""
+        mean = torch.as_tensor(self._mean_indices(users, items), dtype=torch.float32, device=self.device_)
+        mean = mean.unsqueeze(1).expand(-1, n_samples)
         if self.likelihood == "gaussian":
-            log_sigma = torch.full_like(eta, float(np.log(max(self.noise_std_, 1e-6))))
-            return self.likelihood_.sample(eta, generator, log_sigma)
-        return self.likelihood_.sample(eta, generator)
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            return mean + max(self.noise_std_, 1e-6) * noise
+        if self.likelihood == "bernoulli":
+            return (torch.rand(mean.shape, generator=generator, device=mean.device) < mean).to(mean.dtype)
+        return torch.poisson(mean, generator=generator)

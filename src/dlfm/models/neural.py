@@ -20,7 +20,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from scipy.stats import norm
+from scipy.stats import norm, poisson
 
 from dlfm.data.ratings import Ratings
 from dlfm.data.splits import validation_split
@@ -70,6 +70,9 @@ class NeuralFactorModel(Recommender):
         ema_decay: keep an exponential moving average of the weights with this decay per step
             and use it (``0`` = off).
         batch_size: ratings per step (about; see :class:`~dlfm.training.batching.BlockSampler`).
+        mc_samples: predictions average the likelihood mean over this many random input-dropout
+            masks of the encoders' rows (Monte Carlo dropout at the input, as in training;
+            ``0`` = one pass over the full rows). The training-time validation uses one pass.
         max_epochs, patience: early stopping on the validation part.
         validation_ratio: share of the training ratings carved out for early stopping.
         max_neighbors: cap on the entries read per row in training (``0`` = no cap).
@@ -88,7 +91,7 @@ class NeuralFactorModel(Recommender):
     def __init__(self, hidden: int = 200, latent: int = 50, decoder_hidden: int = 64, interaction: str = "both",
                  activation: str = "tanh", dropout: float = 0.5, input_dropout: float = 0.6,
                  likelihood: str = "gaussian", lr: float = 5e-3, lr_decay: float = 1.0, ema_decay: float = 0.998,
-                 weight_decay: float = 0.5, batch_size: int = 2048,
+                 weight_decay: float = 0.5, batch_size: int = 2048, mc_samples: int = 16,
                  max_epochs: int = 100, patience: int = 5, validation_ratio: float = 0.05, max_neighbors: int = 0,
                  grad_clip: float = 0.0, device: str = "auto", verbose: bool = True, seed: int = 0) -> None:
         self.hidden = hidden
@@ -104,6 +107,7 @@ class NeuralFactorModel(Recommender):
         self.ema_decay = ema_decay
         self.weight_decay = weight_decay
         self.batch_size = batch_size
+        self.mc_samples = mc_samples
         self.max_epochs = max_epochs
         self.patience = patience
         self.validation_ratio = validation_ratio
@@ -136,6 +140,8 @@ class NeuralFactorModel(Recommender):
         for name in ("hidden", "latent", "decoder_hidden", "batch_size", "max_epochs", "patience"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.mc_samples < 0:
+            raise ConfigError(f"mc_samples must be non-negative, not {self.mc_samples}")
         for name in ("dropout", "input_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), not {getattr(self, name)}")
@@ -188,10 +194,10 @@ class NeuralFactorModel(Recommender):
                                       foreach=True)
 
         def validate() -> dict[str, float]:
-            self._codes = None
+            self._use_incidence(self.incidence_)
             if validation is None:
                 return {}
-            return self._validation_metrics(validation)
+            return self._validation_metrics(validation, mc=False)
 
         def step_loss(batch: Batch) -> torch.Tensor:
             user_codes, item_codes = self._batch_codes(batch)
@@ -250,6 +256,7 @@ class NeuralFactorModel(Recommender):
     def _use_incidence(self, incidence: Incidence) -> None:
         self.incidence_ = incidence
         self._codes: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._mc_codes: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def _estimate_noise(self, data: Ratings) -> float:
         """σ of the Gaussian observation noise: the RMSE on held-out (validation) ratings."""
@@ -258,8 +265,8 @@ class NeuralFactorModel(Recommender):
         residual = data.ratings - self._mean_indices(data.users, data.items)
         return float(np.sqrt(np.mean(residual ** 2)))
 
-    def _validation_metrics(self, validation: Ratings) -> dict[str, float]:
-        mean = self._mean_indices(validation.users, validation.items)
+    def _validation_metrics(self, validation: Ratings, mc: bool = True) -> dict[str, float]:
+        mean = self._mean_indices(validation.users, validation.items, mc=mc)
         out = {"val_rmse": float(np.sqrt(np.mean((mean - validation.ratings) ** 2)))}
         if self.likelihood != "gaussian":
             eta = self._eta_indices(validation.users, validation.items)
@@ -281,13 +288,16 @@ class NeuralFactorModel(Recommender):
             batch.users.to(dev), value, batch.own_item_weight.to(dev))
         return net.user_encoder.finish(user_pre), net.item_encoder.finish(item_pre)
 
-    def _encode_side(self, encoder: torch.nn.Module, side: SideStructure, n_rows: int, chunk: int = 4096) -> torch.Tensor:
-        """Codes of every row from all its training entries, plus a last row for "unknown"."""
+    def _encode_side(self, encoder: torch.nn.Module, side: SideStructure, n_rows: int, chunk: int = 4096,
+                     rng: np.random.Generator | None = None) -> torch.Tensor:
+        """Codes of every row from all its training entries (with ``rng``: through a random
+        input-dropout mask, as in training), plus a last row for "unknown"."""
         dev = self.device_
+        keep = 1.0 - self.input_dropout if rng is not None else 1.0
         parts = []
         for start in range(0, n_rows, chunk):
             rows = np.arange(start, min(n_rows, start + chunk))
-            seg = gather_rows(side, rows)
+            seg = gather_rows(side, rows, keep=keep, generator=rng)
             sums = encoder.row_sums(seg.columns.to(dev), seg.values.to(dev), seg.weights.to(dev), seg.offsets.to(dev))
             parts.append(encoder.finish(sums))
         parts.append(encoder.finish(encoder.bias.unsqueeze(0)))
@@ -305,8 +315,23 @@ class NeuralFactorModel(Recommender):
                                self._encode_side(self.network_.item_encoder, inc.by_item, inc.n_items))
         return self._codes
 
-    def _code_rows(self, users: np.ndarray, items: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        user_codes, item_codes = self.codes()
+    def mc_codes(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``mc_samples`` pairs of (user codes, item codes), each through its own random
+        input-dropout mask; cached and seeded, so predictions are deterministic."""
+        self._check_fitted()
+        if self._mc_codes is None:
+            rng = np.random.default_rng(self.seed + 7)
+            inc, net = self.incidence_, self.network_
+            net.eval()
+            with torch.no_grad():
+                self._mc_codes = [(self._encode_side(net.user_encoder, inc.by_user, inc.n_users, rng=rng),
+                                   self._encode_side(net.item_encoder, inc.by_item, inc.n_items, rng=rng))
+                                  for _ in range(self.mc_samples)]
+        return self._mc_codes
+
+    def _code_rows(self, users: np.ndarray, items: np.ndarray,
+                   codes: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        user_codes, item_codes = codes if codes is not None else self.codes()
         u = np.where(users < 0, len(user_codes) - 1, users)
         i = np.where(items < 0, len(item_codes) - 1, items)
         return user_codes[torch.from_numpy(u).to(self.device_)], item_codes[torch.from_numpy(i).to(self.device_)]
@@ -315,16 +340,23 @@ class NeuralFactorModel(Recommender):
         out = self.network_.decoder(self._latent(user_codes, sample), self._latent(item_codes, sample))
         return out
 
-    def _eta_indices(self, users: np.ndarray, items: np.ndarray, chunk: int = 65536) -> torch.Tensor:
+    def _eta_indices(self, users: np.ndarray, items: np.ndarray, chunk: int = 65536,
+                     codes: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         with torch.no_grad():
             parts = []
             for start in range(0, len(users), chunk):
-                uc, ic = self._code_rows(users[start:start + chunk], items[start:start + chunk])
+                uc, ic = self._code_rows(users[start:start + chunk], items[start:start + chunk], codes)
                 parts.append(self._decode(uc, ic)[:, 0])
             return torch.cat(parts).cpu() if parts else torch.empty(0)
 
-    def _mean_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return self.likelihood_.mean(self._eta_indices(users, items)).double().numpy()
+    def _mean_indices(self, users: np.ndarray, items: np.ndarray, mc: bool = True) -> np.ndarray:
+        """E[r] per pair: the likelihood mean, averaged over the Monte Carlo input masks."""
+        if not mc or self.mc_samples == 0 or self.input_dropout == 0:
+            return self.likelihood_.mean(self._eta_indices(users, items)).double().numpy()
+        total = np.zeros(len(users))
+        for codes in self.mc_codes():
+            total += self.likelihood_.mean(self._eta_indices(users, items, codes=codes)).double().numpy()
+        return total / self.mc_samples
 
     def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self._mean_indices(users, items)
@@ -398,9 +430,8 @@ class NeuralFactorModel(Recommender):
         if self.likelihood == "bernoulli":
             return {"auc": roc_auc(test.ratings, predictions), "log_loss": log_loss(test.ratings, predictions)}
         if self.likelihood == "poisson":
-            eta = self._eta_indices(test.users, test.items)
-            nll = self.likelihood_.nll(eta, torch.as_tensor(test.ratings, dtype=torch.float32)).mean()
-            return {"nll": float(nll)}
+            rate = np.maximum(self._mean_indices(test.users, test.items), 1e-9)
+            return {"nll": float(-np.mean(poisson.logpmf(test.ratings, rate)))}
         dist = self.distribution_indices(test.users, test.items, n_samples=n_samples)
         return {
             "nll": self._gaussian_nll(test.ratings, dist),

@@ -164,7 +164,7 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         eta = torch.cat(etas) if etas else torch.empty(0, n_samples)
         return eta, (torch.cat(sigmas) if sigmas else None)
 
-    def _mean_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    def _mean_indices(self, users: np.ndarray, items: np.ndarray, mc: bool = True) -> np.ndarray:
         generator = torch.Generator(device=self.device_).manual_seed(self.seed)
         eta, _ = self._sample_outputs(users, items, self.predict_samples, generator)
         return self.likelihood_.mean(eta).mean(dim=1).double().cpu().numpy()

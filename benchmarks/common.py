@@ -1,4 +1,4 @@
-"""Shared helpers of the speed benchmarks: the machine's matmul peak and dlf's FLOP count."""
+"""Shared helpers of the benchmark scripts: matmul peak, dlf's FLOP count, machine facts, output."""
 
 from __future__ import annotations
 
@@ -59,4 +59,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-__all__ = ["matmul_peak_gflops", "dlf_epoch_flops", "cpu_name", "peak_rss_mb", "np"]
+ML20M = (20_000_263, 138_493, 26_744)  # ratings, users, items
+
+
+def ml20m_shape(n_ratings: int) -> tuple[int, int]:
+    """Users and items of a data set with ``n_ratings`` ratings in ML-20M's proportions."""
+    return (max(100, round(n_ratings * ML20M[1] / ML20M[0])), max(100, round(n_ratings * ML20M[2] / ML20M[0])))
+
+
+def report(out: dict, json_path: str | None) -> None:
+    """Print the result as JSON and, with ``--json FILE``, write it there too."""
+    import json
+
+    print(json.dumps(out, indent=2))
+    if json_path:
+        with open(json_path, "w") as handle:
+            json.dump(out, handle, indent=2)
+
+
+__all__ = ["ml20m_shape", "matmul_peak_gflops", "dlf_epoch_flops", "cpu_name", "peak_rss_mb", "report"]

@@ -1,0 +1,74 @@
+"""Throughput of one ``dlf`` training epoch at growing sizes with ML-20M's proportions.
+
+For each size (default 1M, 4M and 16M ratings; users and items scaled like ML-20M's 138,493 ×
+26,744 for 20M ratings), in a fresh subprocess: synthetic ratings, one epoch of ``dlf`` at its
+default configuration (no validation split), and the epoch's seconds, training ratings per
+second, peak resident memory, and achieved GFLOP/s against the float32 matmul peak measured in
+the same run.
+
+    python benchmarks/scale.py --json scale.json [--sizes 1000000,4000000,16000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+
+
+def one(n: int) -> dict:
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from common import dlf_epoch_flops, ml20m_shape, matmul_peak_gflops, peak_rss_mb
+
+    from dlfm.datasets import synthetic
+    from dlfm.models import create
+    from dlfm.training.batching import BlockSampler
+
+    users, items = ml20m_shape(n)
+    data = synthetic(users, items, n, rank=10, noise=0.8, seed=0)
+    model = create("dlf", max_epochs=1, validation_ratio=0.0, verbose=False).fit(data)
+    seconds = model.history_[0]["seconds"]
+    sampler = BlockSampler(model.incidence_, model.batch_size, input_keep=1 - model.input_dropout,
+                           max_neighbors=model.max_neighbors or None, seed=0)
+    flops = dlf_epoch_flops(model, model.incidence_, sampler)
+    return {"ratings": n, "users": users, "items": items, "ratings_per_second": n / seconds,
+            "seconds_per_epoch": seconds, "peak_rss_mb": peak_rss_mb(), "gflops": flops / seconds / 1e9,
+            "peak_gflops": matmul_peak_gflops(), "torch_threads": torch.get_num_threads()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000000,4000000,16000000")
+    parser.add_argument("--json", dest="json_path")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from common import report
+
+    if args.one:
+        print(json.dumps(one(args.one)))
+        return 0
+    sizes = []
+    for n in (int(x) for x in args.sizes.split(",")):
+        proc = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-2000:], file=sys.stderr)
+            return proc.returncode
+        sizes.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(sizes[-1]), flush=True)
+    out = {"sizes": sizes}
+    if len(sizes) > 1:
+        cost = [1 / s["ratings_per_second"] for s in sizes]
+        out["cost_ratio_largest_to_smallest"] = cost[-1] / cost[0]
+    report(out, args.json_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
