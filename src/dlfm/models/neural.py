@@ -270,7 +270,7 @@ class NeuralFactorModel(Recommender):
         out = {"val_rmse": float(np.sqrt(np.mean((mean - validation.ratings) ** 2)))}
         if self.likelihood != "gaussian":
             eta = self._eta_indices(validation.users, validation.items)
-            y = torch.as_tensor(validation.ratings, dtype=torch.float32)
+            y = torch.tensor(validation.ratings, dtype=torch.float32)
             out["val_nll"] = float(self.likelihood_.nll(eta, y).mean())
         return out
 
