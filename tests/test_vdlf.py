@@ -72,3 +72,18 @@ def test_new_user(fitted, fold):
     items = fold.train.raw_items()[:4]
     out = fitted.predict_new_user({i: 5.0 for i in items}, fold.train.raw_items()[4:10])
     assert out.shape == (6,) and np.all(np.isfinite(out))
+
+
+def test_cli_predict_samples_prints_mean_std_and_interval(tmp_path, fitted, fold, capsys):
+    import json
+
+    from dlfm.cli.main import main
+
+    path = tmp_path / "v.dlfm"
+    fitted.save(path)
+    user, item = fold.train.raw_users()[0], fold.train.raw_items()[0]
+    code = main(["predict", str(path), "--user", str(user), "--item", str(item), "--samples", "500",
+                 "--json", str(tmp_path / "p.json")])
+    out = json.loads((tmp_path / "p.json").read_text())
+    assert code == 0 and out["q05"] <= out["prediction"] <= out["q95"] and out["std"] > 0
+    assert "q95" in capsys.readouterr().out
