@@ -25,6 +25,7 @@ import numpy as np
 
 from dlfm.data.ratings import Ratings
 from dlfm.errors import ConfigError
+from dlfm.models import split_param
 from dlfm.evaluation.metrics import mae, rmse
 
 #: Surprise's prediction algorithms that the benchmark runs, in its table order
@@ -72,10 +73,7 @@ def parse_params(name: str, pairs: Sequence[str]) -> dict[str, Any]:
     known = _param_names(cls)
     params: dict[str, Any] = {}
     for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--param expects key=value, not {pair!r}")
-        key, value = pair.split("=", 1)
-        key = key.strip().replace("-", "_")
+        key, value = split_param(pair)
         if known is not None and key not in known:
             raise ConfigError(f"Surprise's {name} has no parameter {key!r}; it has {', '.join(sorted(known))}")
         params[key] = _parse_literal(value.strip())

@@ -51,16 +51,21 @@ def _parse_value(text: str, default: Any, key: str) -> Any:
     return text
 
 
+def split_param(pair: str) -> tuple[str, str]:
+    """``"n-factors=50"`` → ``("n_factors", "50")``; a clear error without ``=``."""
+    if "=" not in pair:
+        raise ConfigError(f"--param expects key=value, not {pair!r}")
+    key, value = pair.split("=", 1)
+    return key.strip().replace("-", "_"), value
+
+
 def parse_params(name: str, pairs: Iterable[str]) -> dict[str, Any]:
     """``["n_factors=50", "reg=0.1"]`` → typed keyword arguments for model ``name``."""
     cls = model_class(name)
     defaults = cls.param_defaults()
     params: dict[str, Any] = {}
     for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--param expects key=value, not {pair!r}")
-        key, value = pair.split("=", 1)
-        key = key.strip().replace("-", "_")
+        key, value = split_param(pair)
         if key not in defaults:
             raise ConfigError(f"model {name!r} has no parameter {key!r}; it has {', '.join(sorted(defaults))}")
         params[key] = _parse_value(value, defaults[key], key)
