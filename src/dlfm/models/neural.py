@@ -336,9 +336,9 @@ class NeuralFactorModel(Recommender):
         i = np.where(items < 0, len(item_codes) - 1, items)
         return user_codes[torch.from_numpy(u).to(self.device_)], item_codes[torch.from_numpy(i).to(self.device_)]
 
-    def _decode(self, user_codes: torch.Tensor, item_codes: torch.Tensor, sample: bool = False) -> torch.Tensor:
-        out = self.network_.decoder(self._latent(user_codes, sample), self._latent(item_codes, sample))
-        return out
+    def _decode(self, user_codes: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
+        """Decoder output at the codes' point estimates (a variational model's posterior means)."""
+        return self.network_.decoder(self._latent(user_codes, False), self._latent(item_codes, False))
 
     def _eta_indices(self, users: np.ndarray, items: np.ndarray, chunk: int = 65536,
                      codes: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:

@@ -68,7 +68,6 @@ class Incidence:
 class Segments:
     """The entries of some rows, concatenated: what an encoder's embedding bag reads."""
 
-    rows: torch.Tensor          # (n_seg,) which rows
     columns: torch.Tensor       # (n_entries,)
     values: torch.Tensor        # (n_entries,)
     weights: torch.Tensor       # (n_entries,)
@@ -94,7 +93,7 @@ def gather_rows(side: SideStructure, rows: np.ndarray, *, keep: float = 1.0, max
     else:
         p_entry = np.repeat(probability.astype(np.float32), counts)
         weights = (generator.random(total, dtype=np.float32) < p_entry) / p_entry
-    return Segments(torch.from_numpy(rows), torch.from_numpy(side.columns[flat]), torch.from_numpy(side.values[flat]),
+    return Segments(torch.from_numpy(side.columns[flat]), torch.from_numpy(side.values[flat]),
                     torch.from_numpy(weights.astype(np.float32, copy=False)), torch.from_numpy(offsets), offsets)
 
 
