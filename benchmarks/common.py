@@ -24,19 +24,23 @@ def dlf_epoch_flops(model, incidence, sampler) -> float:
     """Floating-point operations of one training epoch of a dlf/vdlf model (forward + backward
     ≈ 3 × forward), counted from the layer sizes and the entries the sampler actually reads.
 
-    Forward per step: the embedding bags read 2 numbers per entry per hidden unit (value and
-    indicator channels): 2·2·H per entry; per rating, removal 2·2·H per side, the encoder
-    heads 2·H·code per side, the decoder 2·(width·D + D·outputs).
+    Forward per step: the embedding bags read 2 numbers per kept entry per hidden unit (value
+    and indicator channels): 2·2·H per entry; the encoder heads 2·H·code per encoded row (block
+    removal) or per rating (per-rating removal, which also costs 2·2·H per side for the
+    removal); the decoder 2·(width·D + D·outputs) per rating.
     """
     H, code = model.hidden, model.latent * (2 if model.variational else 1)
     width = {"hadamard": model.latent, "concat": 2 * model.latent, "both": 3 * model.latent}[model.interaction]
-    entries = 0
-    n_ratings = 0
+    entries = rows = n_ratings = 0
     for batch in sampler:
         entries += len(batch.user_segments.columns) + len(batch.item_segments.columns)
+        rows += len(batch.user_segments.offsets) + len(batch.item_segments.offsets)
         n_ratings += len(batch.ratings)
-    per_rating = 2 * (2 * 2 * H + 2 * H * code) + 2 * (width * model.decoder_hidden + model.decoder_hidden * 2)
-    forward = entries * 2 * 2 * H + n_ratings * per_rating
+    decoder = 2 * (width * model.decoder_hidden + model.decoder_hidden * 2)
+    if sampler.removal == "block":
+        forward = entries * 2 * 2 * H + rows * 2 * H * code + n_ratings * decoder
+    else:
+        forward = entries * 2 * 2 * H + n_ratings * (2 * (2 * 2 * H + 2 * H * code) + decoder)
     return 3.0 * forward
 
 

@@ -28,14 +28,12 @@ def one(n: int) -> dict:
 
     from dlfm.datasets import synthetic
     from dlfm.models import create
-    from dlfm.training.batching import BlockSampler
 
     users, items = ml20m_shape(n)
     data = synthetic(users, items, n, rank=10, noise=0.8, seed=0)
     model = create("dlf", max_epochs=1, validation_ratio=0.0, verbose=False).fit(data)
     seconds = model.history_[0]["seconds"]
-    sampler = BlockSampler(model.incidence_, model.batch_size, input_keep=1 - model.input_dropout,
-                           max_neighbors=model.max_neighbors or None, seed=0)
+    sampler = model.make_sampler(model.incidence_)
     flops = dlf_epoch_flops(model, model.incidence_, sampler)
     return {"ratings": n, "users": users, "items": items, "ratings_per_second": n / seconds,
             "seconds_per_epoch": seconds, "peak_rss_mb": peak_rss_mb(), "gflops": flops / seconds / 1e9,

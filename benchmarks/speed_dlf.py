@@ -27,7 +27,7 @@ from dlfm import datasets  # noqa: E402
 from dlfm.evaluation.metrics import mae, rmse  # noqa: E402
 from dlfm.models import create  # noqa: E402
 from dlfm.data.splits import validation_split  # noqa: E402
-from dlfm.training.batching import BlockSampler, Incidence  # noqa: E402
+from dlfm.training.batching import Incidence  # noqa: E402
 
 
 def surprise_svdpp(folds) -> dict:
@@ -56,8 +56,7 @@ def dlf_run(folds, params) -> dict:
         rates.append(n_fit / per_epoch)
         fit_part, _ = validation_split(fold.train, model.validation_ratio, seed=model.seed)
         inc = Incidence(fit_part, model.center_)
-        sampler = BlockSampler(inc, model.batch_size, input_keep=1 - model.input_dropout,
-                               max_neighbors=model.max_neighbors or None, seed=0)
+        sampler = model.make_sampler(inc)
         gflops.append(dlf_epoch_flops(model, inc, sampler) / per_epoch / 1e9)
     return {"seconds": time.perf_counter() - started, "rmse": float(np.mean(scores)), "mae": float(np.mean(maes)),
             "seconds_per_epoch": float(np.mean(epoch_seconds)), "ratings_per_second": float(np.mean(rates)),

@@ -27,36 +27,82 @@ def fitted(data):
     return create("dlf", **FAST).fit(data)
 
 
-def batch_codes(model, ratings):
-    """Training-time codes of every rating (r_ij removed), with dropout off."""
+def batch_codes(model, ratings, removal):
+    """Training-time codes of every rating (its own rating kept out), dropout off, and the
+    batch each rating fell in."""
     model.network_.eval()
     inc = Incidence(ratings, model.center_)
     model._use_incidence(inc)
-    sampler = BlockSampler(inc, 10**9, input_keep=1.0, max_neighbors=None, seed=0)
-    batch = sampler.make_batch(np.arange(len(ratings)))
+    sampler = BlockSampler(inc, 500, input_keep=1.0, max_neighbors=None, seed=0, removal=removal)
+    users = torch.zeros(len(ratings), model.latent)
+    items = torch.zeros(len(ratings), model.latent)
+    batch_of = np.zeros(len(ratings), dtype=np.int64)
     with torch.no_grad():
-        return model._batch_codes(batch)
+        for number, batch in enumerate(sampler):
+            users[batch.ratings], items[batch.ratings] = model._batch_codes(batch)
+            batch_of[batch.ratings] = number
+    return users, items, batch_of
 
 
-def test_exact_removal_of_the_rating_being_predicted(data):
+@pytest.mark.parametrize("removal", ["block", "rating"])
+def test_exact_removal_of_the_rating_being_predicted(data, removal):
     model = create("dlf", **FAST).fit(data)
-    u1, v1 = batch_codes(model, data)
+    u1, v1, batch_of = batch_codes(model, data, removal)
     t = 0
     user, item = data.users[t], data.items[t]
     changed = data.ratings.copy()
     changed[t] += 3.0
-    u2, v2 = batch_codes(model, data.with_ratings(changed))
+    u2, v2, _ = batch_codes(model, data.with_ratings(changed), removal)
     assert torch.allclose(u1[t], u2[t], atol=1e-5) and torch.allclose(v1[t], v2[t], atol=1e-5)
-    # another rating of the same user sees r_ij, so its user code changes
-    same_user = np.flatnonzero((data.users == user) & (np.arange(len(data)) != t))
+    # a rating of the same user in another batch (block) sees r_ij, so its user code changes
+    same_user = np.flatnonzero((data.users == user) & (batch_of != batch_of[t]))
     assert len(same_user) and not torch.allclose(u1[same_user[0]], u2[same_user[0]], atol=1e-4)
-    # changing another rating of row i changes u for (i, j)
+    # changing that rating of row i changes u for (i, j)
     other = same_user[0]
     changed2 = data.ratings.copy()
     changed2[other] += 3.0
-    u3, _ = batch_codes(model, data.with_ratings(changed2))
+    u3, _, _ = batch_codes(model, data.with_ratings(changed2), removal)
     assert not torch.allclose(u1[t], u3[t], atol=1e-4)
     assert data.items[other] != item
+
+
+def test_block_batches_never_feed_a_target_to_its_encoders(data):
+    inc = Incidence(data, data.global_mean)
+    sampler = BlockSampler(inc, 300, input_keep=0.5, max_neighbors=None, seed=3)
+    seen = 0
+    for batch in sampler:
+        us, its = batch.user_segments, batch.item_segments
+        assert torch.all(us.weights != 0) and torch.all(its.weights != 0)  # compacted
+        user_rows = np.repeat(np.arange(len(us.offsets)), np.diff(np.append(us.offsets.numpy(), len(us.columns))))
+        item_rows = np.repeat(np.arange(len(its.offsets)), np.diff(np.append(its.offsets.numpy(), len(its.columns))))
+        fed_to_users = set(zip(user_rows.tolist(), us.columns.tolist()))
+        fed_to_items = set(zip(item_rows.tolist(), its.columns.tolist()))
+        for r, u_seg, i_seg in zip(batch.ratings, batch.user_of.tolist(), batch.item_of.tolist()):
+            assert (u_seg, int(inc.items[r])) not in fed_to_users
+            assert (i_seg, int(inc.users[r])) not in fed_to_items
+        seen += len(batch.ratings)
+    assert seen == len(data)
+
+
+def test_transposed_backward_matches_autograd():
+    from dlfm.nn.encoders import RowEncoder
+    from dlfm.training.batching import gather_rows
+
+    ratings = synthetic(40, 30, 400, rank=2, noise=0.3, seed=1)
+    inc = Incidence(ratings, ratings.global_mean)
+    rng = np.random.default_rng(0)
+    segments = gather_rows(inc.by_user, np.array([0, 3, 5, 9]), keep=0.5, generator=rng)
+    compact = segments.compact()
+    encoder = RowEncoder(ratings.n_items, 8, 3)
+    grads = []
+    for seg in (segments, compact):
+        encoder.zero_grad()
+        transpose = seg.transpose
+        sums = encoder.row_sums(seg.columns, seg.values, seg.weights, seg.offsets, transpose)
+        (sums * torch.arange(8.0)).pow(2).sum().backward()
+        grads.append((sums.detach(), encoder.weight.grad.clone()))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-5) and grads[1][1].abs().sum() > 0
 
 
 def test_no_test_rating_reaches_the_encoders(data):

@@ -113,6 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--item", required=True, action="append", help="raw item id (repeatable)")
     p.add_argument("--samples", type=int, default=0, help="draw this many samples of the predictive distribution")
     p.add_argument("--strict", action="store_true", help="unknown ids are an error instead of the fallback")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where a neural model computes (default: as saved)")
     add_json_option(p)
     p.set_defaults(handler=run_predict)
 
@@ -125,6 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     who.add_argument("--ratings", help="a new user's ratings as ITEM:RATING,ITEM:RATING,...")
     p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="also rank items the user already rated")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where a neural model computes (default: as saved)")
     add_json_option(p)
     p.set_defaults(handler=run_recommend)
 
@@ -217,10 +219,10 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model(path: str) -> Any:
+def _load_model(path: str, device: str | None = None) -> Any:
     from dlfm.models import Recommender
 
-    return Recommender.load(path)
+    return Recommender.load(path, device=device)
 
 
 def _one_id(value: Any, flag: str) -> str:
@@ -233,7 +235,7 @@ def _one_id(value: Any, flag: str) -> str:
 def run_predict(args: argparse.Namespace) -> int:
     args.user = _one_id(args.user, "--user")
     args.item = [_one_id(item, "--item") for item in args.item]
-    model = _load_model(args.model_path)
+    model = _load_model(args.model_path, args.device)
     unknown = "error" if args.strict else "fallback"
     known_user = args.user in model.user_vocab_
     rows = []
@@ -279,7 +281,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         args.ratings = _one_id(args.ratings, "--ratings")
     else:
         args.user = _one_id(args.user, "--user")
-    model = _load_model(args.model_path)
+    model = _load_model(args.model_path, args.device)
     if args.ratings is not None:
         given = parse_new_ratings(args.ratings)
         top = model.recommend_new_user(given, args.k)

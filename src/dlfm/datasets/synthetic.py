@@ -79,7 +79,10 @@ def synthetic(
     users, items = sample_pairs(n_users, n_items, n_ratings, popularity_skew, rng)
     p = rng.normal(0, 1 / np.sqrt(rank), (n_users, rank))
     q = rng.normal(0, 1 / np.sqrt(rank), (n_items, rank))
-    dot = np.einsum("nk,nk->n", p[users], q[items])
+    dot = np.empty(len(users))
+    for start in range(0, len(users), 1 << 20):  # in chunks: p[users] whole would be n_ratings × rank
+        part = slice(start, start + (1 << 20))
+        dot[part] = np.einsum("nk,nk->n", p[users[part]], q[items[part]])
     if likelihood == "gaussian":
         b_u = rng.normal(0, 0.3, n_users)
         b_i = rng.normal(0, 0.4, n_items)

@@ -253,8 +253,12 @@ class Recommender:
         save_payload(path, meta, tensors)
 
     @classmethod
-    def load(cls, path: Any) -> "Recommender":
-        """Load a model saved by :meth:`save` (any model class; checks the file's kind)."""
+    def load(cls, path: Any, *, device: str | None = None) -> "Recommender":
+        """Load a model saved by :meth:`save` (any model class; checks the file's kind).
+
+        ``device`` (``cpu``, ``cuda``, ``auto``) moves a neural model there; without it a model
+        saved from a GPU loads on the CPU when this machine has no GPU.
+        """
         from dlfm.models import model_class
         from dlfm.persistence import load_payload
 
@@ -266,7 +270,15 @@ class Recommender:
                 raise ModelFileError(f"{path}: holds an unknown model {meta['model']!r}") from None
             if cls is not Recommender and not issubclass(model_cls, cls):
                 raise ModelFileError(f"{path}: holds a {meta['model']} model, not {cls.name}")
-            model = model_cls(**meta["params"])
+            params = dict(meta["params"])
+            if "device" in params:
+                import torch
+
+                if device is not None:
+                    params["device"] = device
+                elif params["device"] == "cuda" and not torch.cuda.is_available():
+                    params["device"] = "cpu"
+            model = model_cls(**params)
             user_vocab = Vocabulary.from_json(meta["user_vocab"])
             item_vocab = Vocabulary.from_json(meta["item_vocab"])
             train = Ratings(tensors["train.users"].numpy(), tensors["train.items"].numpy(),

@@ -29,7 +29,7 @@ from dlfm.evaluation.metrics import interval_coverage, log_loss, roc_auc
 from dlfm.models.base import Recommender
 from dlfm.nn.encoders import DeepLatentFactorNet
 from dlfm.nn.likelihoods import LIKELIHOODS, Likelihood, from_state, make_likelihood
-from dlfm.training.batching import Batch, BlockSampler, Incidence, SideStructure, gather_rows
+from dlfm.training.batching import REMOVALS, Batch, BlockSampler, Incidence, SideStructure, gather_rows
 from dlfm.training import distributed, loop
 
 QUANTILES = {"q05": 0.05, "q25": 0.25, "q50": 0.5, "q75": 0.75, "q95": 0.95}
@@ -76,6 +76,11 @@ class NeuralFactorModel(Recommender):
         max_epochs, patience: early stopping on the validation part.
         validation_ratio: share of the training ratings carved out for early stopping.
         max_neighbors: cap on the entries read per row in training (``0`` = no cap).
+        removal: how a rating is kept out of its own encoders in training: ``block`` (rows
+            encoded without the whole batch's block; one code per distinct row) or ``rating``
+            (r_ij alone subtracted, per rating); see :mod:`dlfm.training.batching`.
+        max_groups: most user (item) groups of the block grid; on large data the batches
+            grow instead, which bounds the cost per rating of reading rows.
         grad_clip: clip the gradient norm to this value (``0`` = off).
         device: ``cpu``, ``cuda`` or ``auto``.
         verbose: show a progress bar.
@@ -89,11 +94,12 @@ class NeuralFactorModel(Recommender):
     supports_new_users = True
 
     def __init__(self, hidden: int = 200, latent: int = 50, decoder_hidden: int = 64, interaction: str = "both",
-                 activation: str = "tanh", dropout: float = 0.5, input_dropout: float = 0.6,
-                 likelihood: str = "gaussian", lr: float = 5e-3, lr_decay: float = 1.0, ema_decay: float = 0.998,
+                 activation: str = "tanh", dropout: float = 0.5, input_dropout: float = 0.5,
+                 likelihood: str = "gaussian", lr: float = 5e-3, lr_decay: float = 0.95, ema_decay: float = 0.995,
                  weight_decay: float = 0.5, batch_size: int = 2048, mc_samples: int = 16,
                  max_epochs: int = 100, patience: int = 5, validation_ratio: float = 0.05, max_neighbors: int = 0,
-                 grad_clip: float = 0.0, device: str = "auto", verbose: bool = True, seed: int = 0) -> None:
+                 removal: str = "block", max_groups: int = 16, grad_clip: float = 0.0, device: str = "auto",
+                 verbose: bool = True, seed: int = 0) -> None:
         self.hidden = hidden
         self.latent = latent
         self.decoder_hidden = decoder_hidden
@@ -112,6 +118,8 @@ class NeuralFactorModel(Recommender):
         self.patience = patience
         self.validation_ratio = validation_ratio
         self.max_neighbors = max_neighbors
+        self.removal = removal
+        self.max_groups = max_groups
         self.grad_clip = grad_clip
         self.device = device
         self.verbose = verbose
@@ -153,6 +161,10 @@ class NeuralFactorModel(Recommender):
             raise ConfigError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ConfigError(f"lr_decay must be in (0, 1], not {self.lr_decay}")
+        if self.removal not in REMOVALS:
+            raise ConfigError(f"removal must be one of {', '.join(REMOVALS)}, not {self.removal!r}")
+        if self.max_groups < 2:
+            raise ConfigError(f"max_groups must be at least 2, not {self.max_groups}")
         if self.lr <= 0 or self.weight_decay < 0 or self.max_neighbors < 0 or self.grad_clip < 0:
             raise ConfigError("lr must be positive; weight_decay, max_neighbors and grad_clip non-negative")
         resolve_device(self.device)
@@ -188,10 +200,8 @@ class NeuralFactorModel(Recommender):
             self.network_ = self._build_network(train.n_users, train.n_items).to(self.device_)
         self._use_incidence(Incidence(fit_part, self.center_))
         rank, world_size = distributed.world()
-        sampler = BlockSampler(self.incidence_, self.batch_size, input_keep=1.0 - self.input_dropout,
-                               max_neighbors=self.max_neighbors or None, seed=self.seed, shard=(rank, world_size))
-        optimizer = torch.optim.AdamW(self.network_.parameters(), lr=self.lr, weight_decay=self.weight_decay,
-                                      foreach=True)
+        sampler = self.make_sampler(self.incidence_, shard=(rank, world_size))
+        optimizer = loop.adamw(self.network_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
         def validate() -> dict[str, float]:
             self._use_incidence(self.incidence_)
@@ -221,7 +231,22 @@ class NeuralFactorModel(Recommender):
         self.network_.eval()
         # predictions read every training rating (the validation part included)
         self._use_incidence(Incidence(train, self.center_) if fit_part is not train else self.incidence_)
-        self.noise_std_ = self._estimate_noise(validation if validation is not None else train)
+        self.noise_std_ = self._estimate_noise(self._calibration_part(validation if validation is not None else train))
+
+    def make_sampler(self, incidence: Incidence, shard: tuple[int, int] = (0, 1)) -> BlockSampler:
+        """The training batches of this configuration over ``incidence``."""
+        return BlockSampler(incidence, self.batch_size, input_keep=1.0 - self.input_dropout,
+                            max_neighbors=self.max_neighbors or None, seed=self.seed, shard=shard,
+                            removal=self.removal, max_groups=self.max_groups)
+
+    #: most ratings the predictive σ is estimated on (a seeded sample of larger data)
+    calibration_size = 100_000
+
+    def _calibration_part(self, data: Ratings) -> Ratings:
+        if len(data) <= self.calibration_size:
+            return data
+        chosen = np.random.default_rng(self.seed).choice(len(data), self.calibration_size, replace=False)
+        return data.subset(np.sort(chosen))
 
     def _checkpoint_extra(self) -> dict[str, Any]:
         """Model state outside the network that a resumed run needs (e.g. vdlf's step count)."""
@@ -276,15 +301,23 @@ class NeuralFactorModel(Recommender):
 
     # ------------------------------------------------------------------ encoding
     def _batch_codes(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Codes of each rating's user and item with r_ij removed from both inputs."""
+        """Codes of each rating's user and item, from rows that do not hold the rating: with
+        block removal the rows were gathered without the block (one code per distinct row);
+        with per-rating removal r_ij's own term is subtracted from the pre-activation."""
         net, dev = self.network_, self.device_
         us, its = batch.user_segments, batch.item_segments
-        user_sums = net.user_encoder.row_sums(us.columns.to(dev), us.values.to(dev), us.weights.to(dev), us.offsets.to(dev))
-        item_sums = net.item_encoder.row_sums(its.columns.to(dev), its.values.to(dev), its.weights.to(dev), its.offsets.to(dev))
+        user_sums = net.user_encoder.row_sums(us.columns.to(dev), us.values.to(dev), us.weights.to(dev),
+                                              us.offsets.to(dev), us.transpose)
+        item_sums = net.item_encoder.row_sums(its.columns.to(dev), its.values.to(dev), its.weights.to(dev),
+                                              its.offsets.to(dev), its.transpose)
+        user_of, item_of = batch.user_of.to(dev), batch.item_of.to(dev)
+        if batch.own_user_value is None:
+            return (net.user_encoder.finish(user_sums).index_select(0, user_of),
+                    net.item_encoder.finish(item_sums).index_select(0, item_of))
         value = batch.own_user_value.to(dev)
-        user_pre = user_sums[batch.user_of.to(dev)] - net.user_encoder.entry_terms(
+        user_pre = user_sums.index_select(0, user_of) - net.user_encoder.entry_terms(
             batch.items.to(dev), value, batch.own_user_weight.to(dev))
-        item_pre = item_sums[batch.item_of.to(dev)] - net.item_encoder.entry_terms(
+        item_pre = item_sums.index_select(0, item_of) - net.item_encoder.entry_terms(
             batch.users.to(dev), value, batch.own_item_weight.to(dev))
         return net.user_encoder.finish(user_pre), net.item_encoder.finish(item_pre)
 

@@ -16,11 +16,17 @@ predicted is done on the pre-activation: for rating (i, j),
     a_i^(−j) = a_i − w_ij (c_j A[j] + B[j]),
 
 which costs one row of A and B per rating instead of a second pass over the row.
+
+The gradient of the tables is the transposed sum, ∂L/∂A[j] = Σ_{rows i ∋ j} w_ij c_ij ∂L/∂a_i
+(and the same without c_ij for B): with the entries grouped by column beforehand
+(:class:`dlfm.training.batching.Transpose`) it is one more embedding bag over the rows'
+gradients, instead of PyTorch's generic backward, which sorts the entries at every step.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +59,29 @@ def activation(name: str) -> nn.Module:
         raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {name!r}") from None
 
 
+class _RowSums(torch.autograd.Function):
+    """Σ_entries per_entry · table[index] per segment, with the backward pass read from the
+    entries grouped by column (``t_*``): see the module docstring."""
+
+    @staticmethod
+    def forward(ctx, table, index, per_entry, offsets, t_segment, t_value, t_weight, t_offsets, t_rows):
+        ctx.save_for_backward(t_segment, t_value, t_weight, t_offsets, t_rows)
+        ctx.table_shape = table.shape
+        return F.embedding_bag(index, table, offsets, mode="sum", per_sample_weights=per_entry)
+
+    @staticmethod
+    def backward(ctx, grad):
+        t_segment, t_value, t_weight, t_offsets, t_rows = ctx.saved_tensors
+        n_rows, width = ctx.table_shape
+        grad = grad.contiguous()
+        both = F.embedding_bag(torch.cat([t_segment, t_segment]), grad,
+                               torch.cat([t_offsets, t_offsets + len(t_segment)]), mode="sum",
+                               per_sample_weights=torch.cat([t_value, t_weight]))
+        table_grad = torch.zeros(n_rows, width, dtype=grad.dtype, device=grad.device)
+        table_grad.index_copy_(0, torch.cat([t_rows, t_rows + n_rows // 2]), both)
+        return (table_grad,) + (None,) * 8
+
+
 class RowEncoder(nn.Module):
     """g or h: a sparse row in, a code (``out_dim`` numbers) out. See the module docstring."""
 
@@ -70,15 +99,24 @@ class RowEncoder(nn.Module):
         self.head = nn.Linear(hidden, out_dim)
 
     def row_sums(self, columns: torch.Tensor, values: torch.Tensor, weights: torch.Tensor,
-                 offsets: torch.Tensor) -> torch.Tensor:
+                 offsets: torch.Tensor, transpose: Any = None) -> torch.Tensor:
         """a = b + Σ w (c A[j] + B[j]) for each segment (one row each), shape (segments, hidden).
 
         ``columns``, ``values``, ``weights``: the rows' entries, concatenated; ``offsets``:
-        where each row starts in them.
+        where each row starts in them; ``transpose``: the same entries grouped by column
+        (:class:`dlfm.training.batching.Transpose`), for a faster backward pass.
         """
         index = torch.stack([columns, columns + self.n_columns], dim=1).reshape(-1)
-        per_entry = torch.stack([values * weights, weights], dim=1).reshape(-1)
-        return F.embedding_bag(index, self.weight, offsets * 2, mode="sum", per_sample_weights=per_entry) + self.bias
+        weighted = values * weights
+        per_entry = torch.stack([weighted, weights], dim=1).reshape(-1)
+        if transpose is None or not torch.is_grad_enabled():
+            sums = F.embedding_bag(index, self.weight, offsets * 2, mode="sum", per_sample_weights=per_entry)
+        else:
+            order = transpose.order.to(columns.device)
+            sums = _RowSums.apply(self.weight, index, per_entry, offsets * 2, transpose.segment.to(columns.device),
+                                  weighted[order], weights[order], transpose.offsets.to(columns.device),
+                                  transpose.columns.to(columns.device))
+        return sums + self.bias
 
     def entry_terms(self, columns: torch.Tensor, values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """w (c A[j] + B[j]) for single entries, shape (n, hidden): what removal subtracts."""

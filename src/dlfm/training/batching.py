@@ -2,17 +2,33 @@
 minibatches whose rows and columns are each encoded once per step.
 
 :class:`Incidence` holds the training ratings by rows (users) and by columns (items) as flat
-torch tensors — built once; only the dropout weights change between steps.
+arrays — built once; only the dropout weights change between steps.
 
 :class:`BlockSampler` makes the batches. Each epoch users are dealt at random into P groups
 and items into Q groups, and a batch is the set of training ratings in one (user group, item
 group) block, the blocks visited in random order. Each distinct user and item of a batch is
-encoded once (from its whole row/column), and all the batch's ratings share these encodings:
-per epoch the encoders read the matrix P + Q times instead of once per batch. With
-``max_neighbors = K`` a row longer than K is subsampled (each entry kept with probability
-K/n, weighted n/K, so the sum stays unbiased): the cost of a step is then bounded by
-K × (distinct rows + columns), whatever the popularity of an item. Under distributed training
-every process deals the same blocks and keeps every N-th rating of each (``shard``).
+encoded once, and all the batch's ratings share these encodings.
+
+How the rating being predicted is kept out of its own encoders (``removal``):
+
+* ``"block"`` (default): a user's row is encoded *without every entry of the block's item
+  group* — which holds all of that user's ratings in the batch — and an item's column without
+  the block's user group. No target of the batch reaches an encoder, and the encoder heads
+  run once per distinct row instead of once per rating. The held-out share (1/Q of a row on
+  average) counts towards the input dropout: the other entries are kept with probability
+  min(1, keep / (1 − 1/Q)) and every kept entry is weighted so that E[w] = 1, as at
+  prediction time.
+* ``"rating"``: the rows are encoded whole and r_ij alone is subtracted from the first-layer
+  pre-activation of its own user and item (``a_i − w_ij (c_ij A[j] + B[j])``), so the
+  nonlinearity and the heads run once per rating.
+
+Per epoch the encoders read the matrix P + Q times. The number of groups grows as
+√(ratings / batch_size), but never beyond ``max_groups``: on large data the blocks — and the
+steps — grow instead, so the cost per rating of reading rows stays bounded by
+(P + Q) · 2 · hidden whatever the size. With ``max_neighbors = K`` a row longer than K is
+subsampled (each entry kept with probability K/n, weighted n/K, so the sum stays unbiased).
+Under distributed training every process deals the same blocks and keeps every N-th rating of
+each (``shard``).
 """
 
 from __future__ import annotations
@@ -33,8 +49,18 @@ class SideStructure:
     indptr: np.ndarray          # (n_rows + 1,)
     columns: np.ndarray         # (nnz,) the other side's index of each entry
     values: np.ndarray          # (nnz,) centred values
-    position: np.ndarray        # (nnz,) entry position of each training rating, in rating order
+    order: np.ndarray           # (nnz,) the training rating of each entry
     counts: np.ndarray          # (n_rows,)
+    _position: np.ndarray | None = None
+
+    @property
+    def position(self) -> np.ndarray:
+        """(nnz,) entry position of each training rating, in rating order (built on first use:
+        only per-rating removal needs it)."""
+        if self._position is None:
+            self._position = np.empty(len(self.order), dtype=np.int64)
+            self._position[self.order] = np.arange(len(self.order))
+        return self._position
 
 
 def _side(rows: np.ndarray, cols: np.ndarray, centred: np.ndarray, n_rows: int) -> SideStructure:
@@ -42,9 +68,7 @@ def _side(rows: np.ndarray, cols: np.ndarray, centred: np.ndarray, n_rows: int) 
     counts = np.bincount(rows, minlength=n_rows)
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    position = np.empty(len(rows), dtype=np.int64)
-    position[order] = np.arange(len(rows))
-    return SideStructure(indptr, cols[order].astype(np.int64), centred[order].astype(np.float32), position, counts)
+    return SideStructure(indptr, cols[order].astype(np.int64), centred[order].astype(np.float32), order, counts)
 
 
 class Incidence:
@@ -65,6 +89,18 @@ class Incidence:
 
 
 @dataclass
+class Transpose:
+    """The entries of some :class:`Segments` grouped by column: what the backward pass of an
+    encoder's first layer reads (:class:`dlfm.nn.encoders.RowEncoder`), precomputed here so
+    that the sort happens while the previous step computes."""
+
+    order: torch.Tensor         # (n_entries,) entries sorted by column
+    segment: torch.Tensor       # (n_entries,) the segment of each sorted entry
+    columns: torch.Tensor       # (n_distinct,) the distinct columns
+    offsets: torch.Tensor       # (n_distinct,) where each column's entries start in ``order``
+
+
+@dataclass
 class Segments:
     """The entries of some rows, concatenated: what an encoder's embedding bag reads."""
 
@@ -73,11 +109,39 @@ class Segments:
     weights: torch.Tensor       # (n_entries,)
     offsets: torch.Tensor       # (n_seg,)
     flat_start: np.ndarray      # (n_seg,) start of each segment in the concatenation
+    transpose: Transpose | None = None
+
+    def compact(self) -> "Segments":
+        """The same sums without the entries of weight 0 (dropped by the masks), with the
+        transposed structure for the backward pass."""
+        weights = self.weights.numpy()
+        kept = np.flatnonzero(weights)
+        n_segments = len(self.flat_start)
+        counts = np.diff(np.append(self.flat_start, len(weights)))
+        segment_of_kept = np.repeat(np.arange(n_segments), counts)[kept]
+        kept_per_segment = np.bincount(segment_of_kept, minlength=n_segments)
+        offsets = np.zeros(n_segments, dtype=np.int64)
+        if n_segments > 1:
+            np.cumsum(kept_per_segment[:-1], out=offsets[1:])
+        columns = self.columns.numpy()[kept]
+        order = np.argsort(columns, kind="stable")
+        sorted_columns = columns[order]
+        distinct = np.flatnonzero(np.diff(sorted_columns, prepend=-1)) if len(order) else np.zeros(0, dtype=np.int64)
+        segment = segment_of_kept[order]
+        transpose = Transpose(torch.from_numpy(order), torch.from_numpy(segment),
+                              torch.from_numpy(sorted_columns[distinct]), torch.from_numpy(distinct))
+        return Segments(torch.from_numpy(columns), self.values[torch.from_numpy(kept)],
+                        self.weights[torch.from_numpy(kept)], torch.from_numpy(offsets), offsets, transpose)
 
 
 def gather_rows(side: SideStructure, rows: np.ndarray, *, keep: float = 1.0, max_neighbors: int | None = None,
-                generator: np.random.Generator | None = None) -> Segments:
-    """Entries of ``rows``; with ``keep < 1`` or a neighbour cap, random weights 0 or 1/p."""
+                generator: np.random.Generator | None = None, held_out: np.ndarray | None = None,
+                held_share: float = 0.0) -> Segments:
+    """Entries of ``rows``; with ``keep < 1`` or a neighbour cap, random weights 0 or 1/p.
+
+    ``held_out`` (a boolean per column of the other side) zeroes the entries of those columns
+    and weights the rest by 1 / (1 − ``held_share``), the share held out on average.
+    """
     starts = side.indptr[rows]
     counts = side.indptr[rows + 1] - starts
     offsets = np.zeros(len(rows), dtype=np.int64)
@@ -85,6 +149,7 @@ def gather_rows(side: SideStructure, rows: np.ndarray, *, keep: float = 1.0, max
         np.cumsum(counts[:-1], out=offsets[1:])
     total = int(counts.sum())
     flat = np.repeat(starts - offsets, counts) + np.arange(total)
+    columns = side.columns[flat]
     probability = np.full(len(rows), keep)
     if max_neighbors is not None:
         probability = probability * np.minimum(1.0, max_neighbors / np.maximum(counts, 1))
@@ -93,40 +158,65 @@ def gather_rows(side: SideStructure, rows: np.ndarray, *, keep: float = 1.0, max
     else:
         p_entry = np.repeat(probability.astype(np.float32), counts)
         weights = (generator.random(total, dtype=np.float32) < p_entry) / p_entry
-    return Segments(torch.from_numpy(side.columns[flat]), torch.from_numpy(side.values[flat]),
+    if held_out is not None:
+        weights = weights * (~held_out[columns] * np.float32(1.0 / (1.0 - held_share)))
+    return Segments(torch.from_numpy(columns), torch.from_numpy(side.values[flat]),
                     torch.from_numpy(weights.astype(np.float32, copy=False)), torch.from_numpy(offsets), offsets)
 
 
 @dataclass
 class Batch:
-    """One training step: ratings, and the rows/columns to encode for them."""
+    """One training step: ratings, and the rows/columns to encode for them.
+
+    With block removal the ``own_*`` fields are ``None``: no rating of the batch is in the
+    encoded rows. With per-rating removal they give r_ij's weight and value in its rows.
+    """
 
     ratings: np.ndarray          # indices into the Incidence's training ratings
     user_segments: Segments
     item_segments: Segments
     user_of: torch.Tensor        # (B,) segment of each rating's user
     item_of: torch.Tensor        # (B,) segment of each rating's item
-    own_user_weight: torch.Tensor  # (B,) weight r_ij had in its user's row (0 if dropped)
-    own_item_weight: torch.Tensor
-    own_user_value: torch.Tensor   # centred r_ij
     items: torch.Tensor
     users: torch.Tensor
     targets: torch.Tensor
+    own_user_weight: torch.Tensor | None = None  # (B,) weight r_ij had in its user's row (0 if dropped)
+    own_item_weight: torch.Tensor | None = None
+    own_user_value: torch.Tensor | None = None   # centred r_ij
+
+
+REMOVALS = ("block", "rating")
 
 
 class BlockSampler:
-    """Random (user group × item group) blocks of about ``batch_size`` ratings each."""
+    """Random (user group × item group) blocks of about ``batch_size`` ratings each (more when
+    ``max_groups`` caps the grid); see the module docstring for ``removal``."""
 
     def __init__(self, incidence: Incidence, batch_size: int, *, input_keep: float, max_neighbors: int | None,
-                 seed: int, shard: tuple[int, int] = (0, 1)):
+                 seed: int, shard: tuple[int, int] = (0, 1), removal: str = "block", max_groups: int = 16):
+        if removal not in REMOVALS:
+            raise ValueError(f"removal must be one of {REMOVALS}, not {removal!r}")
         self.incidence = incidence
         self.batch_size = batch_size
         self.input_keep = input_keep
         self.max_neighbors = max_neighbors
         self.rng = np.random.default_rng(seed)
         self.shard = shard
+        self.removal = removal
         n_blocks = max(1.0, len(incidence) / batch_size)
-        self.groups = max(1, int(round(np.sqrt(n_blocks))))
+        # block removal holds out 1/groups of every row, so it needs at least 2 groups
+        least = 2 if removal == "block" else 1
+        self.groups = min(max(least, int(round(np.sqrt(n_blocks)))), max(least, max_groups))
+
+    @property
+    def held_share(self) -> float:
+        """Average share of a row held out by block removal (0 with per-rating removal)."""
+        return 1.0 / self.groups if self.removal == "block" else 0.0
+
+    @property
+    def random_keep(self) -> float:
+        """Keep probability of the random input mask, the block hold-out counted in."""
+        return min(1.0, self.input_keep / (1.0 - self.held_share))
 
     def __iter__(self) -> Iterator[Batch]:
         inc = self.incidence
@@ -140,26 +230,36 @@ class BlockSampler:
         for b in self.rng.permutation(g * g):
             members = order[bounds[b] : bounds[b + 1]][rank::size]  # distributed: this process's share
             if len(members):
-                yield self.make_batch(members)
+                yield self.make_batch(members, user_group == b // g, item_group == b % g)
 
-    def make_batch(self, members: np.ndarray) -> Batch:
+    def make_batch(self, members: np.ndarray, held_users: np.ndarray | None = None,
+                   held_items: np.ndarray | None = None) -> Batch:
+        """The batch of ratings ``members``; with block removal, ``held_users`` / ``held_items``
+        (booleans) are the block's groups, whose entries the columns / rows are encoded without
+        (they must cover every rating of ``members``)."""
         inc = self.incidence
         users = inc.users[members]
         items = inc.items[members]
         distinct_u, user_of = np.unique(users, return_inverse=True)
         distinct_i, item_of = np.unique(items, return_inverse=True)
-        useg = gather_rows(inc.by_user, distinct_u, keep=self.input_keep, max_neighbors=self.max_neighbors,
-                           generator=self.rng)
-        iseg = gather_rows(inc.by_item, distinct_i, keep=self.input_keep, max_neighbors=self.max_neighbors,
-                           generator=self.rng)
-        # where each rating sits inside its user's (item's) gathered segment
-        u_flat = useg.flat_start[user_of] + (inc.by_user.position[members] - inc.by_user.indptr[users])
-        i_flat = iseg.flat_start[item_of] + (inc.by_item.position[members] - inc.by_item.indptr[items])
-        return Batch(
-            ratings=members, user_segments=useg, item_segments=iseg,
-            user_of=torch.from_numpy(user_of.reshape(-1)), item_of=torch.from_numpy(item_of.reshape(-1)),
-            own_user_weight=useg.weights[torch.from_numpy(u_flat.reshape(-1))],
-            own_item_weight=iseg.weights[torch.from_numpy(i_flat.reshape(-1))],
-            own_user_value=useg.values[torch.from_numpy(u_flat.reshape(-1))],
-            items=torch.from_numpy(items), users=torch.from_numpy(users), targets=inc.targets[torch.from_numpy(members)],
-        )
+        block = self.removal == "block"
+        if block and (held_users is None or held_items is None):
+            raise ValueError("block removal needs the block's user and item groups")
+        keep = self.random_keep
+        useg = gather_rows(inc.by_user, distinct_u, keep=keep, max_neighbors=self.max_neighbors,
+                           generator=self.rng, held_out=held_items if block else None, held_share=self.held_share)
+        iseg = gather_rows(inc.by_item, distinct_i, keep=keep, max_neighbors=self.max_neighbors,
+                           generator=self.rng, held_out=held_users if block else None, held_share=self.held_share)
+        batch = Batch(ratings=members, user_segments=useg, item_segments=iseg,
+                      user_of=torch.from_numpy(user_of.reshape(-1)), item_of=torch.from_numpy(item_of.reshape(-1)),
+                      items=torch.from_numpy(items), users=torch.from_numpy(users),
+                      targets=inc.targets[torch.from_numpy(members)])
+        if not block:
+            # where each rating sits inside its user's (item's) gathered segment
+            u_flat = useg.flat_start[user_of] + (inc.by_user.position[members] - inc.by_user.indptr[users])
+            i_flat = iseg.flat_start[item_of] + (inc.by_item.position[members] - inc.by_item.indptr[items])
+            batch.own_user_weight = useg.weights[torch.from_numpy(u_flat.reshape(-1))]
+            batch.own_item_weight = iseg.weights[torch.from_numpy(i_flat.reshape(-1))]
+            batch.own_user_value = useg.values[torch.from_numpy(u_flat.reshape(-1))]
+        batch.user_segments, batch.item_segments = useg.compact(), iseg.compact()
+        return batch

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -51,11 +54,21 @@ def train(
     description: str = "training",
     state: LoopState | None = None,
     on_epoch_end: Callable[[LoopState], None] | None = None,
+    background_batches: bool | None = None,
 ) -> LoopState:
-    """Train until ``max_epochs`` or ``patience`` epochs without a better ``monitor`` value."""
+    """Train until ``max_epochs`` or ``patience`` epochs without a better ``monitor`` value.
+
+    ``background_batches``: gather the next batches in a background thread (:func:`prefetch`);
+    by default only where that thread has a core of its own — a GPU computes, or PyTorch uses
+    fewer threads than the machine has cores (on a small machine a third busy thread slows
+    every step down).
+    """
     from tqdm import tqdm
 
     state = state or LoopState()
+    if background_batches is None:
+        on_gpu = any(p.is_cuda for p in network.parameters())
+        background_batches = on_gpu or torch.get_num_threads() < (os.cpu_count() or 1)
     params = [p for p in network.parameters() if p.requires_grad]
     # exponential moving average of the weights (Polyak averaging): validated and kept instead
     # of the raw weights when ema_decay > 0
@@ -69,7 +82,7 @@ def train(
             started = time.perf_counter()
             network.train()
             total, count = 0.0, 0
-            for number, batch in enumerate(batches(), start=1):
+            for number, batch in enumerate(prefetch(batches()) if background_batches else batches(), start=1):
                 optimizer.zero_grad(set_to_none=True)
                 loss = step_loss(batch)
                 if not torch.isfinite(loss):
@@ -99,7 +112,8 @@ def train(
             score = metrics.get(monitor, -state.epoch)
             if score < state.best_score - 1e-6:
                 state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
-                state.best_weights = copy.deepcopy(network.state_dict())
+                # without a validation metric the last epoch is the best: no copy to keep
+                state.best_weights = copy.deepcopy(network.state_dict()) if monitor in metrics else None
             else:
                 state.bad_epochs += 1
             with torch.no_grad():
@@ -112,14 +126,66 @@ def train(
         bar.close()
     if state.best_weights is not None:
         network.load_state_dict(state.best_weights)
+    elif average is not None:  # no validation: the last averaged weights
+        with torch.no_grad():
+            for p, v in zip(params, average):
+                p.copy_(v)
     return state
 
 
+def prefetch(iterable: Iterable[Any], depth: int = 2) -> Iterator[Any]:
+    """Iterate ``iterable`` in a background thread, ``depth`` items ahead: the next batch is
+    gathered (NumPy, which releases the GIL) while the current step computes. Errors of the
+    producer are raised here; the order of the items is unchanged."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in iterable:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(done)
+        except BaseException as exc:  # handed to the consumer
+            items.put(exc)
+
+    worker = threading.Thread(target=produce, daemon=True, name="dlfm-prefetch")
+    worker.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+def adamw(params: Iterable[torch.Tensor], *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW, fused into one kernel where this PyTorch has it (several times faster on CPU)."""
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+
+
 def _swap(params: list[torch.Tensor], values: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
-    """Put ``values`` into ``params`` and return what was there (no-op for ``None``)."""
+    """Put ``values`` into ``params`` and return what was there (no-op for ``None``). Only the
+    storages are exchanged, nothing is copied: ``values`` must not be written to meanwhile."""
     if values is None:
         return None
-    previous = [p.detach().clone() for p in params]
+    previous = [p.data for p in params]
     for p, v in zip(params, values):
-        p.data.copy_(v)
+        p.data = v
     return previous
