@@ -20,6 +20,7 @@ import torch
 
 from dlfm.models import register
 from dlfm.models.neural import NeuralFactorModel
+from dlfm.nn.likelihoods import poisson_draw, random_like
 from dlfm.training.batching import Batch
 
 
@@ -39,8 +40,8 @@ class DeepLatentFactorModel(NeuralFactorModel):
         mean = torch.as_tensor(self._mean_indices(users, items), dtype=torch.float32, device=self.device_)
         mean = mean.unsqueeze(1).expand(-1, n_samples)
         if self.likelihood == "gaussian":
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            noise = random_like("normal", mean, generator)
             return mean + max(self.noise_std_, 1e-6) * noise
         if self.likelihood == "bernoulli":
-            return (torch.rand(mean.shape, generator=generator, device=mean.device) < mean).to(mean.dtype)
-        return torch.poisson(mean, generator=generator)
+            return (random_like("uniform", mean, generator) < mean).to(mean.dtype)
+        return poisson_draw(mean, generator)

@@ -446,7 +446,7 @@ class NeuralFactorModel(Recommender):
                              seed: int = 0) -> dict[str, np.ndarray]:
         if n_samples < 2:
             raise ConfigError("n_samples must be at least 2")
-        generator = torch.Generator(device=self.device_).manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)  # on the CPU: same draws on any device
         with torch.no_grad():
             samples = self._distribution_indices(np.asarray(users), np.asarray(items), n_samples, generator)
         samples = samples.double().cpu().numpy()

@@ -46,6 +46,7 @@ import torch
 from dlfm.errors import ConfigError
 from dlfm.models import register
 from dlfm.models.neural import NeuralFactorModel
+from dlfm.nn.likelihoods import random_like
 from dlfm.training.batching import Batch
 
 NOISE_MODES = ("global", "per_rating", "fixed")
@@ -105,7 +106,7 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         mean, log_var = self._split(codes)
         if not sample:
             return mean
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        eps = random_like("normal", mean, generator)
         return mean + torch.exp(0.5 * log_var) * eps
 
     def _log_sigma(self, out: torch.Tensor, predictive: bool = False) -> torch.Tensor | None:
@@ -166,7 +167,7 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         return eta, (torch.cat(sigmas) if sigmas else None)
 
     def _mean_indices(self, users: np.ndarray, items: np.ndarray, mc: bool = True) -> np.ndarray:
-        generator = torch.Generator(device=self.device_).manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(self.seed)  # on the CPU: same draws on any device
         eta, _ = self._sample_outputs(users, items, self.predict_samples, generator)
         return self.likelihood_.mean(eta).mean(dim=1).double().cpu().numpy()
 
@@ -185,7 +186,7 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         if self.noise != "fixed":
             return float(torch.exp(self.network_.log_noise.detach()).clamp(math.exp(-5), math.exp(3)).item())
         self.noise_std_ = None
-        generator = torch.Generator(device=self.device_).manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(self.seed)  # on the CPU: same draws on any device
         eta, _ = self._sample_outputs(data.users, data.items, 32, generator)
         means = self.likelihood_.mean(eta).double().cpu().numpy()
         y = data.ratings[:, None]

@@ -26,6 +26,21 @@ from dlfm.errors import ConfigError
 LIKELIHOODS = ("gaussian", "poisson", "bernoulli")
 
 
+
+def random_like(kind: str, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard ``normal`` or ``uniform`` draws shaped like ``like``, made on the generator's
+    device and moved to ``like``'s: a CPU generator gives the same numbers whether the model
+    runs on a CPU or a GPU (predictions agree across devices)."""
+    device = generator.device if generator is not None else like.device
+    draw = torch.randn if kind == "normal" else torch.rand
+    return draw(like.shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
+
+
+def poisson_draw(rate: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Poisson draws on the generator's device (see :func:`random_like`)."""
+    device = generator.device if generator is not None else rate.device
+    return torch.poisson(rate.to(device), generator=generator).to(rate.device)
+
 class Likelihood:
     """Base class: ``nll``, ``mean`` and ``sample`` given the decoder output η."""
 
@@ -72,7 +87,7 @@ class Gaussian(Likelihood):
     def sample(self, eta, generator=None, log_sigma=None):
         m = self.mean(eta)
         sigma = torch.exp(log_sigma) if log_sigma is not None else torch.zeros_like(m)
-        return m + sigma * torch.randn(m.shape, generator=generator, device=m.device, dtype=m.dtype)
+        return m + sigma * random_like("normal", m, generator)
 
 
 class Poisson(Likelihood):
@@ -94,7 +109,7 @@ class Poisson(Likelihood):
         return torch.exp(self.offset + eta)
 
     def sample(self, eta, generator=None, log_sigma=None):
-        return torch.poisson(self.mean(eta), generator=generator)
+        return poisson_draw(self.mean(eta), generator)
 
 
 class Bernoulli(Likelihood):
@@ -117,7 +132,7 @@ class Bernoulli(Likelihood):
 
     def sample(self, eta, generator=None, log_sigma=None):
         p = self.mean(eta)
-        return (torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype) < p).to(p.dtype)
+        return (random_like("uniform", p, generator) < p).to(p.dtype)
 
 
 def make_likelihood(name: str, values: np.ndarray) -> Likelihood:
