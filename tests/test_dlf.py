@@ -197,3 +197,20 @@ def test_nan_loss_stops_with_epoch_and_batch(data):
 
     with pytest.raises(TrainingError, match=r"epoch 1, batch \d+"):
         create("dlf", **{**FAST, "lr": float("inf")}).fit(data)
+
+
+def test_load_chooses_the_device(tmp_path, fitted, data):
+    path = tmp_path / "dlf.dlfm"
+    fitted.save(path)
+    on_cpu = Recommender.load(path, device="cpu")
+    assert on_cpu.device_.type == "cpu"
+    assert np.array_equal(on_cpu.predict_indices(data.users[:20], data.items[:20]),
+                          fitted.predict_indices(data.users[:20], data.items[:20]))
+    if not torch.cuda.is_available():
+        # a model saved from a GPU run still loads on a machine without one
+        fitted.set_params(device="cuda")
+        try:
+            fitted.save(tmp_path / "gpu.dlfm")
+        finally:
+            fitted.set_params(device="auto")
+        assert Recommender.load(tmp_path / "gpu.dlfm").device_.type == "cpu"
