@@ -187,7 +187,8 @@ def test_hyperparameters_matter(data):
     base = create("dlf", **FAST).fit(data).predict_indices(data.users[:50], data.items[:50])
     for key, value in [("hidden", 16), ("latent", 4), ("dropout", 0.1), ("input_dropout", 0.1), ("lr", 0.01),
                        ("weight_decay", 0.0), ("activation", "relu"), ("batch_size", 64), ("max_neighbors", 5),
-                       ("ema_decay", 0.9), ("interaction", "hadamard"), ("lr_decay", 0.5)]:
+                       ("ema_decay", 0.9), ("interaction", "hadamard"), ("lr_decay", 0.5),
+                       ("removal", "rating"), ("row_cap", 3), ("max_groups", 2)]:
         other = create("dlf", **{**FAST, key: value}).fit(data).predict_indices(data.users[:50], data.items[:50])
         assert not np.allclose(base, other), key
 
@@ -234,3 +235,15 @@ def test_ml100k_u1_accuracy_and_new_user_recommendations(ml100k_root, tmp_path):
     assert main(["recommend", str(path), "--ratings", "50:5,172:5,181:4", "-k", "10", "--json", str(out)]) == 0
     items = [str(i) for i in json.loads(out.read_text())["items"]]
     assert len(items) == 10 and not {"50", "172", "181"} & set(items)
+
+
+def test_row_cap_weights_long_rows_down():
+    from dlfm.training.batching import gather_rows, row_scale
+
+    assert np.allclose(row_scale(np.array([0, 5, 10, 40]), 10), [1.0, 1.0, 1.0, 0.25])
+    assert np.allclose(row_scale(np.array([3, 400]), None), 1.0)
+    ratings = synthetic(30, 60, 900, rank=2, noise=0.3, seed=4)
+    inc = Incidence(ratings, ratings.global_mean)
+    longest = int(np.argmax(inc.by_user.counts))
+    seg = gather_rows(inc.by_user, np.array([longest]), row_cap=5)
+    assert np.allclose(seg.weights.numpy(), 5 / inc.by_user.counts[longest])

@@ -29,7 +29,7 @@ from dlfm.evaluation.metrics import interval_coverage, log_loss, roc_auc
 from dlfm.models.base import Recommender
 from dlfm.nn.encoders import DeepLatentFactorNet
 from dlfm.nn.likelihoods import LIKELIHOODS, Likelihood, from_state, make_likelihood
-from dlfm.training.batching import REMOVALS, Batch, BlockSampler, Incidence, SideStructure, gather_rows
+from dlfm.training.batching import REMOVALS, Batch, BlockSampler, Incidence, SideStructure, gather_rows, row_scale
 from dlfm.training import distributed, loop
 
 QUANTILES = {"q05": 0.05, "q25": 0.25, "q50": 0.5, "q75": 0.75, "q95": 0.95}
@@ -81,6 +81,9 @@ class NeuralFactorModel(Recommender):
             (r_ij alone subtracted, per rating); see :mod:`dlfm.training.batching`.
         max_groups: most user (item) groups of the block grid; on large data the batches
             grow instead, which bounds the cost per rating of reading rows.
+        row_cap: the entries of a row (column) longer than this are weighted by
+            ``row_cap / length``, so that very long rows (popular items) keep the encoders'
+            inputs in the activation's range (``0`` = off).
         grad_clip: clip the gradient norm to this value (``0`` = off).
         device: ``cpu``, ``cuda`` or ``auto``.
         verbose: show a progress bar.
@@ -98,7 +101,8 @@ class NeuralFactorModel(Recommender):
                  likelihood: str = "gaussian", lr: float = 5e-3, lr_decay: float = 0.95, ema_decay: float = 0.995,
                  weight_decay: float = 0.5, batch_size: int = 2048, mc_samples: int = 16,
                  max_epochs: int = 100, patience: int = 5, validation_ratio: float = 0.05, max_neighbors: int = 0,
-                 removal: str = "block", max_groups: int = 16, grad_clip: float = 0.0, device: str = "auto",
+                 removal: str = "block", max_groups: int = 16, row_cap: int = 0, grad_clip: float = 0.0,
+                 device: str = "auto",
                  verbose: bool = True, seed: int = 0) -> None:
         self.hidden = hidden
         self.latent = latent
@@ -120,6 +124,7 @@ class NeuralFactorModel(Recommender):
         self.max_neighbors = max_neighbors
         self.removal = removal
         self.max_groups = max_groups
+        self.row_cap = row_cap
         self.grad_clip = grad_clip
         self.device = device
         self.verbose = verbose
@@ -163,6 +168,8 @@ class NeuralFactorModel(Recommender):
             raise ConfigError(f"lr_decay must be in (0, 1], not {self.lr_decay}")
         if self.removal not in REMOVALS:
             raise ConfigError(f"removal must be one of {', '.join(REMOVALS)}, not {self.removal!r}")
+        if self.row_cap < 0:
+            raise ConfigError(f"row_cap must be non-negative, not {self.row_cap}")
         if self.max_groups < 2:
             raise ConfigError(f"max_groups must be at least 2, not {self.max_groups}")
         if self.lr <= 0 or self.weight_decay < 0 or self.max_neighbors < 0 or self.grad_clip < 0:
@@ -237,7 +244,7 @@ class NeuralFactorModel(Recommender):
         """The training batches of this configuration over ``incidence``."""
         return BlockSampler(incidence, self.batch_size, input_keep=1.0 - self.input_dropout,
                             max_neighbors=self.max_neighbors or None, seed=self.seed, shard=shard,
-                            removal=self.removal, max_groups=self.max_groups)
+                            removal=self.removal, max_groups=self.max_groups, row_cap=self.row_cap or None)
 
     #: most ratings the predictive σ is estimated on (a seeded sample of larger data)
     calibration_size = 100_000
@@ -330,7 +337,7 @@ class NeuralFactorModel(Recommender):
         parts = []
         for start in range(0, n_rows, chunk):
             rows = np.arange(start, min(n_rows, start + chunk))
-            seg = gather_rows(side, rows, keep=keep, generator=rng)
+            seg = gather_rows(side, rows, keep=keep, generator=rng, row_cap=self.row_cap or None)
             sums = encoder.row_sums(seg.columns.to(dev), seg.values.to(dev), seg.weights.to(dev), seg.offsets.to(dev))
             parts.append(encoder.finish(sums))
         parts.append(encoder.finish(encoder.bias.unsqueeze(0)))
@@ -399,8 +406,9 @@ class NeuralFactorModel(Recommender):
         dev = self.device_
         centred = torch.as_tensor(values - self.center_, dtype=torch.float32, device=dev)
         cols = torch.as_tensor(columns, dtype=torch.int64, device=dev)
+        weights = torch.full_like(centred, float(row_scale(len(values), self.row_cap or None)))
         with torch.no_grad():
-            sums = encoder.row_sums(cols, centred, torch.ones_like(centred), torch.zeros(1, dtype=torch.int64, device=dev))
+            sums = encoder.row_sums(cols, centred, weights, torch.zeros(1, dtype=torch.int64, device=dev))
             return encoder.finish(sums)
 
     def predict_new_user(self, ratings: Mapping[Any, float], items: Sequence[Any]) -> np.ndarray:

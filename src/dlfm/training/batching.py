@@ -136,11 +136,12 @@ class Segments:
 
 def gather_rows(side: SideStructure, rows: np.ndarray, *, keep: float = 1.0, max_neighbors: int | None = None,
                 generator: np.random.Generator | None = None, held_out: np.ndarray | None = None,
-                held_share: float = 0.0) -> Segments:
+                held_share: float = 0.0, row_cap: int | None = None) -> Segments:
     """Entries of ``rows``; with ``keep < 1`` or a neighbour cap, random weights 0 or 1/p.
 
     ``held_out`` (a boolean per column of the other side) zeroes the entries of those columns
     and weights the rest by 1 / (1 − ``held_share``), the share held out on average.
+    ``row_cap``: the entries of a row longer than this are weighted by ``row_cap`` / length.
     """
     starts = side.indptr[rows]
     counts = side.indptr[rows + 1] - starts
@@ -160,8 +161,18 @@ def gather_rows(side: SideStructure, rows: np.ndarray, *, keep: float = 1.0, max
         weights = (generator.random(total, dtype=np.float32) < p_entry) / p_entry
     if held_out is not None:
         weights = weights * (~held_out[columns] * np.float32(1.0 / (1.0 - held_share)))
+    if row_cap:
+        weights = weights * np.repeat(row_scale(counts, row_cap), counts)
     return Segments(torch.from_numpy(columns), torch.from_numpy(side.values[flat]),
                     torch.from_numpy(weights.astype(np.float32, copy=False)), torch.from_numpy(offsets), offsets)
+
+
+def row_scale(lengths: np.ndarray, row_cap: int | None) -> np.ndarray:
+    """Weight of each entry of rows of these lengths: min(1, row_cap / length) (1 without a cap)."""
+    lengths = np.asarray(lengths)
+    if not row_cap:
+        return np.ones(lengths.shape, dtype=np.float32)
+    return np.minimum(1.0, row_cap / np.maximum(lengths, 1)).astype(np.float32)
 
 
 @dataclass
@@ -193,7 +204,8 @@ class BlockSampler:
     ``max_groups`` caps the grid); see the module docstring for ``removal``."""
 
     def __init__(self, incidence: Incidence, batch_size: int, *, input_keep: float, max_neighbors: int | None,
-                 seed: int, shard: tuple[int, int] = (0, 1), removal: str = "block", max_groups: int = 16):
+                 seed: int, shard: tuple[int, int] = (0, 1), removal: str = "block", max_groups: int = 16,
+                 row_cap: int | None = None):
         if removal not in REMOVALS:
             raise ValueError(f"removal must be one of {REMOVALS}, not {removal!r}")
         self.incidence = incidence
@@ -203,6 +215,7 @@ class BlockSampler:
         self.rng = np.random.default_rng(seed)
         self.shard = shard
         self.removal = removal
+        self.row_cap = row_cap
         n_blocks = max(1.0, len(incidence) / batch_size)
         # block removal holds out 1/groups of every row, so it needs at least 2 groups
         least = 2 if removal == "block" else 1
@@ -247,9 +260,11 @@ class BlockSampler:
             raise ValueError("block removal needs the block's user and item groups")
         keep = self.random_keep
         useg = gather_rows(inc.by_user, distinct_u, keep=keep, max_neighbors=self.max_neighbors,
-                           generator=self.rng, held_out=held_items if block else None, held_share=self.held_share)
+                           generator=self.rng, held_out=held_items if block else None, held_share=self.held_share,
+                           row_cap=self.row_cap)
         iseg = gather_rows(inc.by_item, distinct_i, keep=keep, max_neighbors=self.max_neighbors,
-                           generator=self.rng, held_out=held_users if block else None, held_share=self.held_share)
+                           generator=self.rng, held_out=held_users if block else None, held_share=self.held_share,
+                           row_cap=self.row_cap)
         batch = Batch(ratings=members, user_segments=useg, item_segments=iseg,
                       user_of=torch.from_numpy(user_of.reshape(-1)), item_of=torch.from_numpy(item_of.reshape(-1)),
                       items=torch.from_numpy(items), users=torch.from_numpy(users),
