@@ -312,11 +312,8 @@ class NeuralFactorModel(Recommender):
         block removal the rows were gathered without the block (one code per distinct row);
         with per-rating removal r_ij's own term is subtracted from the pre-activation."""
         net, dev = self.network_, self.device_
-        us, its = batch.user_segments, batch.item_segments
-        user_sums = net.user_encoder.row_sums(us.columns.to(dev), us.values.to(dev), us.weights.to(dev),
-                                              us.offsets.to(dev), us.transpose)
-        item_sums = net.item_encoder.row_sums(its.columns.to(dev), its.values.to(dev), its.weights.to(dev),
-                                              its.offsets.to(dev), its.transpose)
+        user_sums = net.user_encoder.segment_sums(batch.user_segments)
+        item_sums = net.item_encoder.segment_sums(batch.item_segments)
         user_of, item_of = batch.user_of.to(dev), batch.item_of.to(dev)
         if batch.own_user_value is None:
             return (net.user_encoder.finish(user_sums).index_select(0, user_of),
@@ -332,14 +329,12 @@ class NeuralFactorModel(Recommender):
                      rng: np.random.Generator | None = None) -> torch.Tensor:
         """Codes of every row from all its training entries (with ``rng``: through a random
         input-dropout mask, as in training), plus a last row for "unknown"."""
-        dev = self.device_
         keep = 1.0 - self.input_dropout if rng is not None else 1.0
         parts = []
         for start in range(0, n_rows, chunk):
             rows = np.arange(start, min(n_rows, start + chunk))
             seg = gather_rows(side, rows, keep=keep, generator=rng, row_cap=self.row_cap or None)
-            sums = encoder.row_sums(seg.columns.to(dev), seg.values.to(dev), seg.weights.to(dev), seg.offsets.to(dev))
-            parts.append(encoder.finish(sums))
+            parts.append(encoder.finish(encoder.segment_sums(seg)))
         parts.append(encoder.finish(encoder.bias.unsqueeze(0)))
         return torch.cat(parts)
 

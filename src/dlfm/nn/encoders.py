@@ -118,6 +118,13 @@ class RowEncoder(nn.Module):
                                   transpose.columns.to(columns.device))
         return sums + self.bias
 
+    def segment_sums(self, segments: Any) -> torch.Tensor:
+        """:meth:`row_sums` of gathered rows (:class:`dlfm.training.batching.Segments`), moved
+        to this encoder's device."""
+        device = self.weight.device
+        return self.row_sums(segments.columns.to(device), segments.values.to(device), segments.weights.to(device),
+                             segments.offsets.to(device), segments.transpose)
+
     def entry_terms(self, columns: torch.Tensor, values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """w (c A[j] + B[j]) for single entries, shape (n, hidden): what removal subtracts."""
         offsets = torch.arange(0, len(columns), device=columns.device)

@@ -91,8 +91,8 @@ class Incidence:
 @dataclass
 class Transpose:
     """The entries of some :class:`Segments` grouped by column: what the backward pass of an
-    encoder's first layer reads (:class:`dlfm.nn.encoders.RowEncoder`), precomputed here so
-    that the sort happens while the previous step computes."""
+    encoder's first layer reads (:class:`dlfm.nn.encoders.RowEncoder`), built with the batch —
+    in the background thread when batches are prefetched — so no step sorts entries."""
 
     order: torch.Tensor         # (n_entries,) entries sorted by column
     segment: torch.Tensor       # (n_entries,) the segment of each sorted entry
@@ -107,8 +107,7 @@ class Segments:
     columns: torch.Tensor       # (n_entries,)
     values: torch.Tensor        # (n_entries,)
     weights: torch.Tensor       # (n_entries,)
-    offsets: torch.Tensor       # (n_seg,)
-    flat_start: np.ndarray      # (n_seg,) start of each segment in the concatenation
+    offsets: torch.Tensor       # (n_seg,) start of each segment in the concatenation
     transpose: Transpose | None = None
 
     def compact(self) -> "Segments":
@@ -116,8 +115,9 @@ class Segments:
         transposed structure for the backward pass."""
         weights = self.weights.numpy()
         kept = np.flatnonzero(weights)
-        n_segments = len(self.flat_start)
-        counts = np.diff(np.append(self.flat_start, len(weights)))
+        starts = self.offsets.numpy()
+        n_segments = len(starts)
+        counts = np.diff(np.append(starts, len(weights)))
         segment_of_kept = np.repeat(np.arange(n_segments), counts)[kept]
         kept_per_segment = np.bincount(segment_of_kept, minlength=n_segments)
         offsets = np.zeros(n_segments, dtype=np.int64)
@@ -131,7 +131,7 @@ class Segments:
         transpose = Transpose(torch.from_numpy(order), torch.from_numpy(segment),
                               torch.from_numpy(sorted_columns[distinct]), torch.from_numpy(distinct))
         return Segments(torch.from_numpy(columns), self.values[torch.from_numpy(kept)],
-                        self.weights[torch.from_numpy(kept)], torch.from_numpy(offsets), offsets, transpose)
+                        self.weights[torch.from_numpy(kept)], torch.from_numpy(offsets), transpose)
 
 
 def gather_rows(side: SideStructure, rows: np.ndarray, *, keep: float = 1.0, max_neighbors: int | None = None,
@@ -164,7 +164,7 @@ def gather_rows(side: SideStructure, rows: np.ndarray, *, keep: float = 1.0, max
     if row_cap:
         weights = weights * np.repeat(row_scale(counts, row_cap), counts)
     return Segments(torch.from_numpy(columns), torch.from_numpy(side.values[flat]),
-                    torch.from_numpy(weights.astype(np.float32, copy=False)), torch.from_numpy(offsets), offsets)
+                    torch.from_numpy(weights.astype(np.float32, copy=False)), torch.from_numpy(offsets))
 
 
 def row_scale(lengths: np.ndarray, row_cap: int | None) -> np.ndarray:
@@ -271,8 +271,8 @@ class BlockSampler:
                       targets=inc.targets[torch.from_numpy(members)])
         if not block:
             # where each rating sits inside its user's (item's) gathered segment
-            u_flat = useg.flat_start[user_of] + (inc.by_user.position[members] - inc.by_user.indptr[users])
-            i_flat = iseg.flat_start[item_of] + (inc.by_item.position[members] - inc.by_item.indptr[items])
+            u_flat = useg.offsets.numpy()[user_of] + (inc.by_user.position[members] - inc.by_user.indptr[users])
+            i_flat = iseg.offsets.numpy()[item_of] + (inc.by_item.position[members] - inc.by_item.indptr[items])
             batch.own_user_weight = useg.weights[torch.from_numpy(u_flat.reshape(-1))]
             batch.own_item_weight = iseg.weights[torch.from_numpy(i_flat.reshape(-1))]
             batch.own_user_value = useg.values[torch.from_numpy(u_flat.reshape(-1))]
