@@ -30,7 +30,6 @@ SOURCE_COLORS = {"dlfm": "#1f77b4", "surprise": "#ff7f0e", "published": "#bdbdbd
 SOURCE_LABELS = {"dlfm": "dlfm model, run here", "surprise": "Surprise algorithm, run here",
                  "published": "published in the report (not run here)"}
 MISSING_COLOR = "#dcdcdc"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _figure(width: float, height: float) -> Any:

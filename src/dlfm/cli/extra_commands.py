@@ -85,7 +85,7 @@ def _folds(args: argparse.Namespace) -> tuple[list[Any], str]:
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
-    from dlfm.evaluation.benchmark import parse_method_params, resolve_methods, run_benchmark as bench
+    from dlfm.evaluation.benchmark import order_methods, parse_method_params, resolve_methods, run_benchmark as bench
 
     if args.slice_size < 1:
         raise ConfigError("--slice-size must be at least 1")
@@ -110,9 +110,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 published=args.published, plots=not args.no_plots, slice_size=args.slice_size,
                 progress=not args.quiet, notes=notes)
     entries = run.results["methods"]
-    ordered = sorted((n for n, e in entries.items() if e["source"] != "published"),
-                     key=lambda n: entries[n]["mean"].get("rmse") or float("inf"))
-    ordered += [n for n, e in entries.items() if e["source"] == "published"]
+    run_names, published = order_methods(run.results)
+    ordered = run_names + published
     rows = []
     for name in ordered:
         e = entries[name]

@@ -14,6 +14,7 @@ import sys
 from typing import Sequence
 
 from dlfm import __version__
+from dlfm.cli.common import is_main_process
 from dlfm.errors import DlfmError
 
 COMMAND_MODULES = ("dlfm.cli.data_commands", "dlfm.cli.model_commands", "dlfm.cli.extra_commands")
@@ -51,11 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: only process 0 speaks
-        from dlfm.training.distributed import is_main_process
-
-        if not is_main_process():
-            sys.stdout = open(os.devnull, "w")
+    if not is_main_process():  # under torchrun: only process 0 speaks
+        sys.stdout = open(os.devnull, "w")
     try:
         return int(args.handler(args) or 0)
     except DlfmError as exc:

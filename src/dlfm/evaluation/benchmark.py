@@ -37,7 +37,7 @@ from dlfm.data.ratings import Ratings
 from dlfm.data.splits import Fold
 from dlfm.errors import ConfigError
 from dlfm.evaluation import surprise_bridge
-from dlfm.evaluation.cv import evaluate
+from dlfm.evaluation.cv import fit_and_score
 
 #: dlfm's models in table order; a name not registered yet is skipped with a note
 DLFM_METHODS: tuple[str, ...] = ("mean", "baseline", "pmf", "mf", "dlf", "vdlf")
@@ -248,14 +248,7 @@ def _fit_dlfm(method: Method, fold: Fold, seed: int | None) -> tuple[dict[str, A
     if "verbose" in names:
         params.setdefault("verbose", False)
     model = create(method.name, **params)
-    started = time.perf_counter()
-    model.fit(fold.train)
-    fit_seconds = time.perf_counter() - started
-    record: dict[str, Any] = dict(evaluate(model, fold.test))
-    record.update({"fit_seconds": fit_seconds, "n_test": len(fold.test), "n_unknown": fold.n_unknown})
-    if getattr(model, "history_", None):
-        record["epochs"] = len(model.history_)
-    return record, model
+    return fit_and_score(model, fold.train, fold.test, fold.n_unknown), model
 
 
 def _fit_surprise(method: Method, fold: Fold, seed: int | None) -> tuple[dict[str, Any], Any]:
@@ -390,7 +383,7 @@ def run_benchmark(
             if not progress:
                 say(f"  {method.name}: RMSE {mean['rmse']:.4f} ± {std['rmse']:.4f}  MAE {mean['mae']:.4f}  "
                     f"fit {mean['fit_seconds']:.2f}s/fold")
-            if out is not None:
+            if out is not None and method is not todo[-1]:  # the last one is written below
                 write_results(assemble(), out)
     finally:
         bar.close()
@@ -432,7 +425,7 @@ def _previous_entries(path: Path, dataset: str, scheme: str, fold_names: list[st
 
 
 # ---------------------------------------------------------------------------- outputs
-def _order(results: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+def order_methods(results: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """Run methods by mean RMSE, then published ones in the report's order."""
     methods = results.get("methods", {})
     run = [n for n, e in methods.items() if e.get("source") != "published"]
@@ -460,7 +453,7 @@ def _pm(entry: Mapping[str, Any], key: str, digits: int = 4) -> str:
 def markdown(results: Mapping[str, Any]) -> str:
     """The results as a Markdown page: the table (like the report's Figure 4) and the settings."""
     methods = results.get("methods", {})
-    run, pub = _order(results)
+    run, pub = order_methods(results)
     names = results.get("fold_names", [])
     scheme = results.get("folds")
     lines = [f"# Benchmark: {results.get('dataset')}, {scheme} folds", ""]
@@ -518,7 +511,7 @@ def markdown(results: Mapping[str, Any]) -> str:
 def csv_text(results: Mapping[str, Any]) -> str:
     """One row per method and fold, then its ``mean`` and ``std`` rows; published rows last."""
     methods = results.get("methods", {})
-    run, pub = _order(results)
+    run, pub = order_methods(results)
     extra: list[str] = []
     for name in run:
         for record in methods[name].get("folds", []):
@@ -581,7 +574,7 @@ def write_plots(results: Mapping[str, Any], models: Mapping[str, Any], fold: Fol
         users, items = plots.choose_slice(combined, slice_size, slice_size)
         observed = plots.matrix_slice(combined, users, items)
         held_out = ~np.isnan(plots.matrix_slice(fold.test, users, items))
-        run, _ = _order(results)
+        run, _ = order_methods(results)
         order = [n for n in run if n in models] + [n for n in models if n not in run]
         predictions, stds = {}, {}
         for name in order:

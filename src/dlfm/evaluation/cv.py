@@ -32,6 +32,19 @@ def evaluate(model: Recommender, test: Ratings) -> dict[str, float]:
     return record
 
 
+def fit_and_score(model: Any, train: Ratings, test: Ratings, n_unknown: int) -> dict[str, Any]:
+    """Fit ``model`` on ``train`` and score it on ``test``: :func:`evaluate`'s metrics, then
+    ``fit_seconds``, ``n_test``, ``n_unknown`` and, for models trained in epochs, ``epochs``."""
+    started = time.perf_counter()
+    model.fit(train)
+    fit_seconds = time.perf_counter() - started
+    record = dict(evaluate(model, test))
+    record.update({"fit_seconds": fit_seconds, "n_test": len(test), "n_unknown": n_unknown})
+    if getattr(model, "history_", None):
+        record["epochs"] = len(model.history_)
+    return record
+
+
 def summarize(records: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float]]:
     """Mean and (population) standard deviation of each numeric field over the folds."""
     keys = [k for k in records[0] if k != "fold" and isinstance(records[0][k], (int, float))]
@@ -55,15 +68,7 @@ def cross_validate(
         train, test = fold.train, fold.test
         if transform is not None:
             train, test = transform(train), transform(test)
-        model = create(model_name, **params)
-        started = time.perf_counter()
-        model.fit(train)
-        fit_seconds = time.perf_counter() - started
-        record: dict[str, Any] = {"fold": fold.name}
-        record.update(evaluate(model, test))
-        record.update({"fit_seconds": fit_seconds, "n_test": len(test), "n_unknown": fold.n_unknown})
-        if getattr(model, "history_", None):
-            record["epochs"] = len(model.history_)
+        record = {"fold": fold.name, **fit_and_score(create(model_name, **params), train, test, fold.n_unknown)}
         records.append(record)
         if on_fold is not None:
             on_fold(record)
