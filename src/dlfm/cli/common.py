@@ -11,6 +11,22 @@ from dlfm.data.ratings import Ratings
 from dlfm.errors import ConfigError
 
 
+def select_folds(args: argparse.Namespace, seed: int | None) -> tuple[Any, str]:
+    """The folds ``--folds`` names — ``kfold`` (seeded, of the loaded source) or official folds
+    (``official``, ``u1``, ``ua``…; named data sets only, fetched as ``--no-download`` and
+    ``--quiet`` say) — and the data set's name."""
+    from dlfm import datasets
+
+    is_named = args.source in datasets.DATASETS
+    if args.folds != "kfold":
+        if not is_named:
+            raise ConfigError("official folds exist only for named data sets; use --folds kfold for a file")
+        datasets.require(args.source, args.data_dir, download_missing=not args.no_download, quiet=args.quiet)
+        return datasets.official_folds(args.source, args.folds, data_dir=args.data_dir), args.source
+    ratings = load_source(args)
+    return datasets.kfold(ratings, args.k, seed=seed), args.source if is_named else ratings.name
+
+
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     """Where data comes from: a named data set or a file, and how to read a file."""
     parser.add_argument("source", metavar="DATASET|FILE", help="a known data set (see `dlfm datasets`) or a rating file")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dlfm.cli.common import add_data_options, format_table, load_source
+from dlfm.cli.common import add_data_options, format_table, select_folds
 from dlfm.errors import ConfigError
 
 
@@ -71,19 +71,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(handler=run_plot_curves)
 
 
-def _folds(args: argparse.Namespace) -> tuple[list[Any], str]:
-    from dlfm import datasets
-
-    is_named = args.source in datasets.DATASETS
-    if args.folds == "official":
-        if not is_named:
-            raise ConfigError("official folds exist only for named data sets; use --folds kfold for a file")
-        datasets.require(args.source, args.data_dir, download_missing=not args.no_download, quiet=args.quiet)
-        return list(datasets.official_folds(args.source, "official", data_dir=args.data_dir)), args.source
-    ratings = load_source(args)
-    return list(datasets.kfold(ratings, args.k, seed=args.seed)), args.source if is_named else ratings.name
-
-
 def run_benchmark(args: argparse.Namespace) -> int:
     from dlfm.evaluation.benchmark import order_methods, parse_method_params, resolve_methods, run_benchmark as bench
 
@@ -101,7 +88,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     params = parse_method_params(args.param, methods)
     for method in methods:
         method.params = params.get(method.name, {})
-    folds, dataset = _folds(args)
+    folds, dataset = select_folds(args, args.seed)
+    folds = list(folds)
     out = Path(args.out)
     print(f"dlfm benchmark: {len(methods)} methods on {dataset} ({args.folds} folds: "
           f"{', '.join(f.name for f in folds)}) -> {out}", file=sys.stderr, flush=True)

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from dlfm.cli.common import add_data_options, add_json_option, emit_json, format_table, is_main_process, load_source
+from dlfm.cli.common import (add_data_options, add_json_option, emit_json, format_table, is_main_process, load_source,
+                             select_folds)
 from dlfm.errors import ConfigError
 
 
@@ -131,39 +132,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_recommend)
 
 
-def _select_folds(args: argparse.Namespace, ratings: Any) -> Any:
-    from dlfm import datasets
-
-    scheme = args.folds
-    seed = 0 if args.seed is None else args.seed
-    if scheme == "kfold":
-        folds = datasets.kfold(ratings, args.k, seed=seed) if ratings is not None else None
-    else:
-        folds = datasets.official_folds(args.source, scheme, data_dir=args.data_dir)
-    if args.fold is not None:
-        if args.fold < 1:
-            raise ConfigError("--fold counts from 1")
-        folds = list(itertools.islice(folds, args.fold - 1, args.fold))
-        if not folds:
-            raise ConfigError(f"--fold {args.fold}: there are fewer folds")
-    return folds
+def _only_fold(folds: Any, number: int | None) -> Any:
+    """``--fold N``: the N-th fold alone (counting from 1)."""
+    if number is None:
+        return folds
+    if number < 1:
+        raise ConfigError("--fold counts from 1")
+    chosen = list(itertools.islice(folds, number - 1, number))
+    if not chosen:
+        raise ConfigError(f"--fold {number}: there are fewer folds")
+    return chosen
 
 
 def run_cv(args: argparse.Namespace) -> int:
-    from dlfm import datasets
     from dlfm.evaluation.cv import cross_validate
 
     launched = maybe_launch(args)
     if launched is not None:
         return launched
     params = model_params(args)
-    is_named = args.source in datasets.DATASETS
-    if args.folds != "kfold" and not is_named:
-        raise ConfigError("official folds exist only for named data sets; use --folds kfold for a file")
-    ratings = load_source(args) if args.folds == "kfold" else None
-    if args.folds != "kfold":
-        datasets.require(args.source, args.data_dir, download_missing=not args.no_download, quiet=args.quiet)
-    folds = _select_folds(args, ratings)
+    folds, _ = select_folds(args, 0 if args.seed is None else args.seed)
+    folds = _only_fold(folds, args.fold)
     if is_main_process():
         print(f"dlfm cv: {args.model} on {args.source} ({args.folds} folds) params={params}", file=sys.stderr)
 
