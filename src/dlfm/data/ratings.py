@@ -307,7 +307,7 @@ class Ratings:
                 counts = np.bincount(group, minlength=len(uniq))
                 keep = order[start]
                 u_idx, i_idx = u_idx[keep], i_idx[keep]
-                values = sums[np.searchsorted(uniq, keys[keep])] / counts[np.searchsorted(uniq, keys[keep])]
+                values = sums / counts  # keep[g] is the first pair of group g, in uniq's order
                 ts = None if ts is None else ts[keep]
         if scale is None:
             scale = (float(values.min()), float(values.max()))

@@ -232,10 +232,11 @@ def _swap_into_place(staging: Path, target: Path) -> None:
             shutil.rmtree(aside, ignore_errors=True)
 
 
-def download(s: DatasetSpec, directory: Path, *, quiet: bool = False) -> Path:
+def download(s: DatasetSpec, directory: Path, *, quiet: bool = False) -> tuple[Path, str]:
     """Download the archive into a temporary file in ``directory`` and verify it; returns
-    that file (the caller deletes it after use). A download whose checksum does not match is
-    deleted, and the error says so. Never touches any other file in ``directory``."""
+    that file (the caller deletes it after use) and its MD5. A download whose checksum does
+    not match is deleted, and the error says so. Never touches any other file in
+    ``directory``."""
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{s.name}.download-", suffix=".zip", dir=directory)
     except OSError as exc:
@@ -267,11 +268,11 @@ def download(s: DatasetSpec, directory: Path, *, quiet: bool = False) -> Path:
             finally:
                 _close(response)
         try:
-            verify_archive(tmp, s, label=f"the download of {s.url}")
+            md5 = verify_archive(tmp, s, label=f"the download of {s.url}")
         except DatasetError as exc:
             raise DatasetError(f"{exc}; the downloaded file was deleted") from None
         keep = True
-        return tmp
+        return tmp, md5
     finally:
         if not keep:
             tmp.unlink(missing_ok=True)
@@ -333,9 +334,9 @@ def install(
             return extract_archive(path, s, root, md5=md5)
         if _installed(s, root) and not force:
             return root / s.name
-        path = download(s, root, quiet=quiet)
+        path, md5 = download(s, root, quiet=quiet)
         try:
-            return extract_archive(path, s, root, md5=md5_of(path))
+            return extract_archive(path, s, root, md5=md5)
         finally:
             path.unlink(missing_ok=True)
     finally:

@@ -134,15 +134,6 @@ class Recommender:
     def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def known_mask(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Pairs whose user and item both have training ratings."""
-        users = np.asarray(users)
-        items = np.asarray(items)
-        ok = (users >= 0) & (items >= 0)
-        out = np.zeros(users.shape, dtype=bool)
-        out[ok] = (self.train_.user_counts[users[ok]] > 0) & (self.train_.item_counts[items[ok]] > 0)
-        return out
-
     def _lookup(self, users: Iterable[Any], items: Iterable[Any], unknown: UnknownPolicy) -> tuple[np.ndarray, np.ndarray]:
         u = self.user_vocab_.lookup(users)
         i = self.item_vocab_.lookup(items)
@@ -244,10 +235,9 @@ class Recommender:
         meta = {
             "model": self.name, "params": self.get_params(), "scale": list(self.scale_),
             "global_mean": self.global_mean_, "user_vocab": self.user_vocab_.to_json(),
-            "item_vocab": self.item_vocab_.to_json(), "train_name": train.name, "card": self.card_,
-            "history": self.history_, "extra": self._extra_meta(),
+            "item_vocab": self.item_vocab_.to_json(), "train_name": train.name,
+            "card": {**self.card_, "versions": versions()}, "history": self.history_, "extra": self._extra_meta(),
         }
-        meta["card"] = {**self.card_, "versions": versions()}
         tensors = {"train.users": train.users, "train.items": train.items, "train.ratings": train.ratings}
         tensors.update({f"state.{k}": v for k, v in self._state().items()})
         save_payload(path, meta, tensors)
