@@ -55,3 +55,15 @@ def test_invalid_construction():
         Ratings(np.array([0, 0]), np.array([1, 1]), np.array([1.0, 2.0]), v, v, (1, 5))
     with pytest.raises(DataError, match="NaN"):
         Ratings(np.array([0]), np.array([1]), np.array([np.nan]), v, v, (1, 5))
+
+
+def test_in_vocabularies_reindexes_by_the_larger_vocabularies():
+    full = Ratings.from_raw(["a", "b", "c"], ["x", "y", "z"], [1.0, 2.0, 3.0])
+    part = Ratings.from_raw(["c", "a"], ["z", "x"], [3.0, 1.0])
+    moved = part.in_vocabularies(full.user_vocab, full.item_vocab, name="part")
+    assert moved.raw_users() == ["c", "a"] and moved.raw_items() == ["z", "x"]
+    assert list(moved.users) == [full.user_vocab.index("c"), full.user_vocab.index("a")]
+    assert list(moved.ratings) == [3.0, 1.0] and moved.name == "part"
+    stranger = Ratings.from_raw(["q"], ["x"], [1.0])
+    with pytest.raises(DataError, match="user 'q' is not in the vocabulary"):
+        stranger.in_vocabularies(full.user_vocab, full.item_vocab)

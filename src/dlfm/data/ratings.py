@@ -394,6 +394,19 @@ class Ratings:
             _checked=True,
         )
 
+    def in_vocabularies(self, user_vocab: Vocabulary, item_vocab: Vocabulary, *, name: str | None = None) -> "Ratings":
+        """The same ratings indexed by other (larger) vocabularies, e.g. a fold's ratings by
+        the full data set's; one lookup per distinct id, not per rating."""
+        maps = []
+        for vocab, target, what in ((self.user_vocab, user_vocab, "user"), (self.item_vocab, item_vocab, "item")):
+            mapping = target.lookup(vocab.ids.tolist())
+            missing = np.flatnonzero(mapping < 0)
+            if len(missing):
+                raise DataError(f"{what} {_plain(vocab.ids[missing[0]])!r} is not in the vocabulary", source=name or self.name)
+            maps.append(mapping)
+        return Ratings(maps[0][self.users], maps[1][self.items], self.ratings, user_vocab, item_vocab, self.scale,
+                       self.timestamps, name or self.name, _checked=True)
+
     def with_ratings(self, values: np.ndarray, *, scale: tuple[float, float] | None = None, name: str | None = None) -> "Ratings":
         """The same (user, item) pairs with other values (e.g. binarized)."""
         return Ratings(

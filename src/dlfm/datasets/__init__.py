@@ -59,13 +59,9 @@ def official_folds(name: str, which: str = "official", *, data_dir: str | os.Pat
     full = full if full is not None else load(name, data_dir=data_dir)
     folder = require(name, data_dir)
     for fold_name in names:
-        parts = []
-        for part in ("base", "test"):
-            raw = load_ratings(folder / f"{fold_name}.{part}", sep=s.sep, header=False, scale=s.scale)
-            parts.append(Ratings.from_raw(
-                raw.raw_users(), raw.raw_items(), raw.ratings, timestamps=raw.timestamps, scale=s.scale,
-                user_vocab=full.user_vocab, item_vocab=full.item_vocab, name=f"{name}/{fold_name}.{part}",
-            ))
+        parts = [load_ratings(folder / f"{fold_name}.{part}", sep=s.sep, header=False, scale=s.scale)
+                 .in_vocabularies(full.user_vocab, full.item_vocab, name=f"{name}/{fold_name}.{part}")
+                 for part in ("base", "test")]
         yield Fold(fold_name, parts[0], parts[1])
 
 
