@@ -232,8 +232,7 @@ def run_predict(args: argparse.Namespace) -> int:
         record: dict[str, Any] = {"user": args.user, "item": item,
                                   "known": bool(known_user and item in model.item_vocab_)}
         if args.samples and hasattr(model, "predict_distribution"):
-            model._lookup([args.user], [item], unknown)
-            dist = model.predict_distribution([args.user], [item], n_samples=args.samples)
+            dist = model.predict_distribution([args.user], [item], n_samples=args.samples, unknown=unknown)
             record.update({"prediction": float(dist["mean"][0]), "std": float(dist["std"][0]),
                            "q05": float(dist["q05"][0]), "q95": float(dist["q95"][0])})
         else:

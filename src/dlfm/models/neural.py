@@ -26,7 +26,7 @@ from dlfm.data.ratings import Ratings
 from dlfm.data.splits import validation_split
 from dlfm.errors import ConfigError
 from dlfm.evaluation.metrics import interval_coverage, log_loss, roc_auc
-from dlfm.models.base import Recommender
+from dlfm.models.base import Recommender, UnknownPolicy
 from dlfm.nn.encoders import DeepLatentFactorNet
 from dlfm.nn.likelihoods import LIKELIHOODS, Likelihood, from_state, make_likelihood
 from dlfm.training.batching import REMOVALS, Batch, BlockSampler, Incidence, SideStructure, gather_rows, row_scale
@@ -438,11 +438,12 @@ class NeuralFactorModel(Recommender):
 
     # ------------------------------------------------------------------ distributions
     def predict_distribution(self, users: Sequence[Any], items: Sequence[Any], *, n_samples: int = 1000,
-                             seed: int = 0) -> dict[str, np.ndarray]:
+                             seed: int = 0, unknown: UnknownPolicy = "fallback") -> dict[str, np.ndarray]:
         """The predictive distribution of each rating: ``mean``, ``std``, quantiles ``q05``,
-        ``q25``, ``q50``, ``q75``, ``q95`` and the raw ``samples`` (n_pairs × n_samples)."""
+        ``q25``, ``q50``, ``q75``, ``q95`` and the raw ``samples`` (n_pairs × n_samples).
+        ``unknown``: ``fallback`` or ``error`` for ids the model never saw, as in :meth:`predict`."""
         self._check_fitted()
-        u, i = self._lookup(list(users), list(items), "fallback")
+        u, i = self._lookup(list(users), list(items), unknown)
         return self.distribution_indices(u, i, n_samples=n_samples, seed=seed)
 
     def distribution_indices(self, users: np.ndarray, items: np.ndarray, *, n_samples: int = 1000,
