@@ -181,7 +181,8 @@ def run_cv(args: argparse.Namespace) -> int:
 
     if args.tune < 0:
         raise ConfigError(f"--tune must be 0 or more trials, not {args.tune}")
-    result = cross_validate(args.model, params, folds, dataset=args.source, seed=args.seed, tune_trials=args.tune,
+    seed = 0 if args.seed is None else args.seed  # the folds' seed, and every model's default seed
+    result = cross_validate(args.model, params, folds, dataset=args.source, seed=seed, tune_trials=args.tune,
                             tune_timeout=args.tune_timeout, on_fold=show, on_trial=_show_trial(args),
                             transform=binarizer(args))
     result["folds_scheme"] = args.folds
@@ -197,9 +198,9 @@ def run_cv(args: argparse.Namespace) -> int:
 
 
 def _show_trial(args: argparse.Namespace) -> Any:
-    """A one-line report per finished tuning trial (on stderr; silent with --quiet)."""
+    """A one-line report per finished tuning trial (on stderr)."""
     def show(record: dict[str, Any]) -> None:
-        if args.quiet or not is_main_process():
+        if not is_main_process():
             return
         value = f"{record['value']:.4f}" if record["state"] == "complete" else "pruned"
         print(f"    trial {record['number']}: {value}  {record['params']}", file=sys.stderr, flush=True)

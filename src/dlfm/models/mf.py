@@ -151,13 +151,10 @@ class MatrixFactorization(Recommender):
             training RMSE.
 
     Defaults — n_factors=10, reg=0.1, bias_reg=0.2, reg_exponent=1.0, n_epochs=8,
-    n_samples=100, noise=1.2 — are the best of a grid scored on validation data only: 10%
-    carved (seed 0) from each of ML-100k's official training folds u1.base … u5.base, the test
-    folds never read. Mean validation RMSE 0.9060 (plain ALS, n_samples=0: 0.9384); 100 is the
-    grid's largest n_samples, a cap on fitting time (more sweeps average more, at proportional
-    cost). Chosen by
-
-        python benchmarks/tune_mf.py --json tune_mf.json
+    n_samples=100, noise=1.2 — are the best of a grid scored in an earlier round on 10%
+    validation parts carved from ML-100k's official training files u1.base … u5.base. Those
+    files hold the other folds' test ratings, so the defaults' figure on u1–u5 is not a clean
+    test figure; ``dlfm cv ml-100k --model mf --folds official --tune N`` gives the nested one.
 
     ``pmf`` shares these defaults (not tuned separately).
     """
