@@ -7,9 +7,9 @@ A model joins by one class in ``tests/test_conformance.py``::
         name = "baseline"                 # its name in dlfm.models.MODELS
         params = {}                       # a small, fast configuration
         expected_rmse, rmse_tol = 0.78, 0.005
-
-        def check_known_answer(self) -> None:
-            ...                           # a planted structure the model must recover
+        planted = staticmethod(planted_biases)   # a structure it must recover:
+        planted_params = {"reg_user": 0.0}       # fitted so,
+        planted_rmse = 1e-6                      # to this held-out RMSE
 
 and then gets every ``test_*`` check below: ``fit`` returns ``self``; predictions are finite
 and inside the rating scale; save/load gives identical predictions; unknown ids fall back as
@@ -233,9 +233,20 @@ class ModelConformance:
                 mean += np.where(idx >= 0, bias[np.maximum(idx, 0)], 0.0)
         return np.clip(mean, *model.scale_)
 
+    #: the known answer: generated data with a planted structure (a function returning
+    #: :class:`Planted`), the configuration changes to fit it with, and the largest held-out
+    #: RMSE against the truth that passes (it must be under half the global mean's)
+    planted: ClassVar[Callable[[], Planted]]
+    planted_params: ClassVar[dict[str, Any]] = {}
+    planted_rmse: ClassVar[float]
+
     def check_known_answer(self) -> None:
-        """Fit on a planted structure and check that the model recovers it."""
-        raise NotImplementedError(f"the conformance class of {self.name!r} needs a known-answer case")
+        """Fit on the planted structure and check that the model recovers it on held-out pairs."""
+        data = self.planted()
+        model = self.make(**self.planted_params).fit(data.train)
+        assert self.planted_rmse < 0.5 * mean_rmse(data), "a bar the global mean almost passes tests nothing"
+        measured = held_out_rmse(model, data)
+        assert measured < self.planted_rmse, f"held-out RMSE {measured:.4f} against the planted truth"
 
     # ------------------------------------------------------------------ the checks
     def test_fit_returns_self(self, fit_result: FitResult) -> None:
