@@ -179,7 +179,7 @@ class ModelConformance:
     def _mark_known_failure(self, request: pytest.FixtureRequest) -> None:
         reason = self.known_failures.get(request.node.name)
         if reason is not None:
-            request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+            request.node.add_marker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason))
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         """``method``: every ``predict*`` method the model has."""
@@ -187,13 +187,16 @@ class ModelConformance:
             metafunc.parametrize("method", self.predict_methods())
 
     def predict_methods(self) -> list[str]:
-        """``predict``, and ``predict_distribution`` and ``predict_new_user`` where the model has them."""
+        """``predict``, and ``predict_distribution``, ``predict_new_user`` and ``predict_new_item``
+        where the model has them."""
         cls = model_class(self.name)
         methods = ["predict"]
         if hasattr(cls, "predict_distribution"):
             methods.append("predict_distribution")
         if cls.supports_new_users:
             methods.append("predict_new_user")
+        if hasattr(cls, "predict_new_item"):
+            methods.append("predict_new_item")
         return methods
 
     @staticmethod
@@ -205,22 +208,27 @@ class ModelConformance:
         return users, items
 
     @staticmethod
-    def new_user_ratings() -> dict[Any, float]:
-        """A new user's ratings: user 0's first five training ratings, one point higher."""
+    def new_row(side: str) -> dict[Any, float]:
+        """A new user's ratings (``side="user"``: user 0's first five training ratings, a point
+        higher), or a new item's (``"item"``: the same of item 0)."""
         train = conformance_fold().train
-        rows = np.flatnonzero(train.users == 0)[:5]
-        return {train.item_vocab.raw([train.items[k]])[0]: min(5.0, train.ratings[k] + 1.0) for k in rows}
+        own, other, vocab = (train.users, train.items, train.item_vocab) if side == "user" else \
+            (train.items, train.users, train.user_vocab)
+        rows = np.flatnonzero(own == 0)[:5]
+        return {vocab.raw([other[k]])[0]: min(5.0, train.ratings[k] + 1.0) for k in rows}
 
     def outputs(self, model: Recommender, method: str, users: list[Any], items: list[Any]) -> np.ndarray:
         """What ``method`` says of each pair, one row per pair (``predict_new_user``: of each
-        item, for :meth:`new_user_ratings`)."""
+        item, for the new user of :meth:`new_row`; ``predict_new_item``: of each user)."""
         if method == "predict":
             return np.asarray(model.predict(users, items))[:, None]
         if method == "predict_distribution":
             dist = model.predict_distribution(users, items, n_samples=64, seed=3)
             return np.stack([dist["mean"], dist["std"], dist["q50"]], axis=1)
         if method == "predict_new_user":
-            return np.asarray(model.predict_new_user(self.new_user_ratings(), items))[:, None]
+            return np.asarray(model.predict_new_user(self.new_row("user"), items))[:, None]
+        if method == "predict_new_item":
+            return np.asarray(model.predict_new_item(self.new_row("item"), users))[:, None]
         raise AssertionError(f"no such method {method}")
 
     def expected_fallback(self, model: Recommender, users: np.ndarray, items: np.ndarray) -> np.ndarray | None:

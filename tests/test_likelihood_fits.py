@@ -85,9 +85,12 @@ def test_predictions_and_samples_live_in_the_likelihoods_support(fitted: tuple[A
         assert np.all(mean <= 1) and set(np.unique(samples)) == {0.0, 1.0}
 
 
-@pytest.mark.xfail(strict=True, reason="found by this test: vdlf with a Bernoulli likelihood and kl_weight=1 "
-                   "collapses onto the prior on small data (held-out log-loss = the trivial one; kl_weight=0 "
-                   "learns it), even with kl_warmup or free_bits")
+COLLAPSE = ("found by this test: vdlf with a Bernoulli likelihood and kl_weight=1 collapses onto the prior "
+            "on small data (held-out log-loss = the trivial one; kl_weight=0 learns it), even with kl_warmup "
+            "or free_bits")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=COLLAPSE)
 def test_vdlf_bernoulli_at_the_default_kl_weight() -> None:
     data = two_kinds("bernoulli")
     model = create("vdlf", **{**NEURAL_FAST, **VDLF_BERNOULLI, "kl_weight": 1.0}, likelihood="bernoulli")
@@ -116,7 +119,8 @@ def test_binarize_counts_the_threshold_as_a_like(tmp_path: Path, capsys: pytest.
     capsys.readouterr()
 
 
-def test_cv_binarize_fits_a_bernoulli_dlf(rating_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cv_binarize_fits_a_bernoulli_dlf(rating_file: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     """Without the binarization the Bernoulli likelihood would refuse the 1..5 ratings."""
     out = tmp_path / "cv.json"
     params = [f"--param={k}={v}" for k, v in NEURAL_FAST.items() if k not in ("verbose", "device", "max_epochs")]

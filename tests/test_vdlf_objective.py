@@ -128,9 +128,12 @@ def test_kl_warmup_ramps_linearly_up_to_kl_weight(warmup: tuple[list[float], int
     assert betas[0] < 0.1
 
 
-@pytest.mark.xfail(strict=True, reason="bug found by this test: vdlf._beta counts len(ratings) // batch_size "
-                   "steps per epoch, but BlockSampler takes one step per non-empty block (groups², here 9 "
-                   "against 7), so the warm-up ends at 1.6 of its 2 epochs")
+WARMUP_BUG = ("bug found by this test: vdlf._beta counts len(ratings) // batch_size steps per epoch, but "
+              "BlockSampler takes one step per non-empty block (groups², here 9 against 7), so the warm-up "
+              "ends at 1.6 of its 2 epochs")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=WARMUP_BUG)
 def test_kl_warmup_lasts_kl_warmup_epochs(warmup: tuple[list[float], int]) -> None:
     betas, per_epoch = warmup
     expected = 0.5 * np.minimum(1.0, np.arange(1, len(betas) + 1) / (2 * per_epoch))
