@@ -313,6 +313,9 @@ class ModelConformance:
         everything = fitted.recommend(user, k=100, exclude_seen=False)
         assert {item for item, _ in everything} == rated  # never the ghost item: it has no rating
         assert len(fitted.recommend(user, k=3)) == 3
+        if fitted.supports_new_users:  # a new user's rated items are left out likewise
+            given = self.new_row("user")
+            assert {item for item, _ in fitted.recommend_new_user(given, k=100)} == rated - set(given)
 
     def test_same_seed_reproduces(self, fitted: Recommender) -> None:
         users, items = self.pairs()
