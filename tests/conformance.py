@@ -14,9 +14,9 @@ A model joins by one class in ``tests/test_conformance.py``::
 and then gets every ``test_*`` check below: ``fit`` returns ``self``; predictions are finite
 and inside the rating scale; save/load gives identical predictions; unknown ids fall back as
 documented (and ``unknown="error"`` raises); ``recommend`` leaves seen items out; the same seed
-reproduces (and another seed differs); a pair's prediction does not depend on the rest of the
-request, for every ``predict*`` method; a known answer; and the held-out RMSE on
-:func:`conformance_fold` is at most ``expected_rmse + rmse_tol``.
+reproduces, another seed differs, and ``fit`` starts over; a pair's prediction does not depend
+on the rest of the request, for every ``predict*`` method; a known answer; and the held-out
+RMSE on :func:`conformance_fold` is at most ``expected_rmse + rmse_tol``.
 
 A check that fails because of a known, filed bug is listed in ``known_failures`` (test id →
 reason): it is then marked ``xfail(strict=True)``, so it turns into a failure once fixed.
@@ -317,15 +317,24 @@ class ModelConformance:
             given = self.new_row("user")
             assert {item for item, _ in fitted.recommend_new_user(given, k=100)} == rated - set(given)
 
-    def test_same_seed_reproduces(self, fitted: Recommender) -> None:
+    def test_same_seed_reproduces_and_fit_starts_over(self, fitted: Recommender) -> None:
+        """A model fitted before — with another seed, or (without a seed) on other data — and
+        then fitted again with the same seed as ``fitted`` predicts exactly as ``fitted``."""
         users, items = self.pairs()
-        again = self.make().fit(conformance_fold().train)
+        train = conformance_fold().train
+        model = self.make()
+        if "seed" in model.param_names():
+            seed = model.get_params()["seed"]
+            model.set_params(seed=seed + 1).fit(train)
+            assert not np.allclose(model.predict(users, items), fitted.predict(users, items), rtol=0, atol=1e-6), \
+                "another seed gives the same predictions: the seed decides nothing"
+            model.set_params(seed=seed)
+        else:
+            model.fit(planted_biases().train)
+        assert model.fit(train) is model
         for method in self.predict_methods():
-            np.testing.assert_array_equal(self.outputs(again, method, users, items),
+            np.testing.assert_array_equal(self.outputs(model, method, users, items),
                                           self.outputs(fitted, method, users, items), err_msg=method)
-        if "seed" in fitted.param_names():  # and the seed is what decides
-            other = self.make(seed=fitted.get_params()["seed"] + 1).fit(conformance_fold().train)
-            assert not np.allclose(other.predict(users, items), fitted.predict(users, items), rtol=0, atol=1e-6)
 
     def test_prediction_does_not_depend_on_the_batch(self, fitted: Recommender, method: str) -> None:
         users, items = self.pairs()
