@@ -64,7 +64,7 @@ class Toy:
     ([5, 4, 4.5, 4.5, 3, 3.5, 3.5, 3.5, 1], 20, 3, 8, 5),  # an improvement resets the count
     ([1.0, 1.0 - 1e-7, 0.5], 20, 1, 2, 1),  # nor is one smaller than 1e-6
     ([3, 2, 1, 0.5, 0.1], 4, 100, 4, 4),  # max_epochs ends it
-])
+], ids=["equal-is-no-better", "better-resets-patience", "below-1e-6-is-no-better", "max-epochs"])
 def test_early_stopping_and_the_best_weights(scores: list[float], max_epochs: int, patience: int, epochs: int,
                                              best: int) -> None:
     toy = Toy(scores)
