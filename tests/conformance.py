@@ -160,6 +160,12 @@ class ModelConformance:
     rmse_tol: ClassVar[float] = 0.01
     #: test id (``test_x`` or ``test_x[param]``) → reason, for checks that fail on a filed bug
     known_failures: ClassVar[dict[str, str]] = {}
+    #: the known answer: generated data with a planted structure (a function returning
+    #: :class:`Planted`), the configuration changes to fit it with, and the largest held-out
+    #: RMSE against the truth that passes (it must be under half the global mean's)
+    planted: ClassVar[Callable[[], Planted]]
+    planted_params: ClassVar[dict[str, Any]] = {}
+    planted_rmse: ClassVar[float]
 
     # ------------------------------------------------------------------ set-up
     def make(self, **overrides: Any) -> Recommender:
@@ -240,13 +246,6 @@ class ModelConformance:
             if bias is not None:
                 mean += np.where(idx >= 0, bias[np.maximum(idx, 0)], 0.0)
         return np.clip(mean, *model.scale_)
-
-    #: the known answer: generated data with a planted structure (a function returning
-    #: :class:`Planted`), the configuration changes to fit it with, and the largest held-out
-    #: RMSE against the truth that passes (it must be under half the global mean's)
-    planted: ClassVar[Callable[[], Planted]]
-    planted_params: ClassVar[dict[str, Any]] = {}
-    planted_rmse: ClassVar[float]
 
     def check_known_answer(self) -> None:
         """Fit on the planted structure and check that the model recovers it on held-out pairs."""
