@@ -55,3 +55,16 @@ def write(tmp_path: Path, text: str, name: str = "r.txt") -> Path:
 
 def rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """PyTorch on one thread for the module's tests, then as before: tiny networks gain nothing
+    from a second thread, and on a busy two-core machine two spinning threads per process made a
+    small fit over ten times slower. Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
