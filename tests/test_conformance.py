@@ -21,9 +21,6 @@ from tests.conformance import (NEURAL_FAST, ModelConformance, checkerboard, plan
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-ISSUE_11_BATCH = ("issue 11: a pair's sampled prediction depends on the rest of the request "
-                  "(one generator, seeded per call, is consumed across the pairs)")
-
 
 def conformance_classes() -> list[type[ModelConformance]]:
     """The conformance classes of this module, one per model."""
@@ -93,7 +90,6 @@ class TestDLF(NeuralConformance):
     params = NEURAL_FAST
     expected_rmse, rmse_tol = 0.7391, 0.02
     planted_rmse = 0.8  # measured 0.59
-    known_failures = {"test_prediction_does_not_depend_on_the_batch[predict_distribution]": ISSUE_11_BATCH}
 
 
 class TestVDLF(NeuralConformance):
@@ -101,8 +97,6 @@ class TestVDLF(NeuralConformance):
     params = dict(NEURAL_FAST, predict_samples=4)
     expected_rmse, rmse_tol = 0.7068, 0.02
     planted_rmse = 0.3  # measured 0.05
-    known_failures = {"test_prediction_does_not_depend_on_the_batch[predict]": ISSUE_11_BATCH,
-                      "test_prediction_does_not_depend_on_the_batch[predict_distribution]": ISSUE_11_BATCH}
 
 
 def test_every_registered_model_is_listed() -> None:

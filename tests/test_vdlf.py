@@ -87,3 +87,12 @@ def test_cli_predict_samples_prints_mean_std_and_interval(tmp_path, fitted, fold
     out = json.loads((tmp_path / "p.json").read_text())
     assert code == 0 and out["q05"] <= out["prediction"] <= out["q95"] and out["std"] > 0
     assert "q95" in capsys.readouterr().out
+
+
+def test_distribution_mean_is_the_point_prediction(fitted, fold):
+    """Asking for samples does not move the prediction: the distribution's mean is what
+    ``predict`` returns (the draws' spread gives std and the quantiles)."""
+    users, items = fold.test.raw_users()[:40], fold.test.raw_items()[:40]
+    dist = fitted.predict_distribution(users, items, n_samples=300)
+    assert np.array_equal(dist["mean"], fitted.predict(users, items))
+    assert np.mean((dist["q05"] <= dist["mean"]) & (dist["mean"] <= dist["q95"])) > 0.95
