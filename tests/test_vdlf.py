@@ -50,7 +50,9 @@ def test_distribution_and_extra_metrics(fitted, fold):
     assert np.all(dist["q05"] <= dist["q25"]) and np.all(dist["q75"] <= dist["q95"]) and np.all(dist["std"] > 0)
     record = evaluate(fitted, fold.test)
     assert {"nll", "coverage50", "coverage90"} <= set(record)
-    assert 0.5 < record["coverage90"] <= 1.0
+    # calibrated on held-out ratings: the intervals cover about what they say (measured 0.887
+    # and 0.487 on these 1,000 test ratings; ±0.05 is well over three binomial std errors)
+    assert abs(record["coverage90"] - 0.90) < 0.05 and abs(record["coverage50"] - 0.50) < 0.06
 
 
 def test_save_load_identical(tmp_path, fitted, fold):
