@@ -16,6 +16,7 @@ from dlfm.data.ratings import Ratings
 from dlfm.data.splits import Fold
 from dlfm.evaluation.metrics import mae, rmse
 from dlfm.models import create
+from dlfm.evaluation.ranking import RankingSpec, evaluate_ranking
 from dlfm.models.base import Recommender, versions
 
 
@@ -32,13 +33,26 @@ def evaluate(model: Recommender, test: Ratings) -> dict[str, float]:
     return record
 
 
-def fit_and_score(model: Any, train: Ratings, test: Ratings, n_unknown: int) -> dict[str, Any]:
-    """Fit ``model`` on ``train`` and score it on ``test``: :func:`evaluate`'s metrics, then
-    ``fit_seconds``, ``n_test``, ``n_unknown`` and, for models trained in epochs, ``epochs``."""
+def rank_and_score(model: Any, train: Ratings, test: Ratings, ranking: RankingSpec) -> dict[str, float]:
+    """The top-N metrics of a fitted model (:func:`~dlfm.evaluation.ranking.evaluate_ranking`
+    over its :meth:`score_matrix`), plus ``rank_seconds``."""
+    started = time.perf_counter()
+    out = dict(evaluate_ranking(None, train, test, ranking, score_rows=model.score_matrix))
+    out["rank_seconds"] = time.perf_counter() - started
+    return out
+
+
+def fit_and_score(model: Any, train: Ratings, test: Ratings, n_unknown: int,
+                  ranking: RankingSpec | None = None) -> dict[str, Any]:
+    """Fit ``model`` on ``train`` and score it on ``test``: :func:`evaluate`'s metrics, with
+    ``ranking`` the top-N metrics of :func:`rank_and_score`, then ``fit_seconds``, ``n_test``,
+    ``n_unknown`` and, for models trained in epochs, ``epochs``."""
     started = time.perf_counter()
     model.fit(train)
     fit_seconds = time.perf_counter() - started
     record = dict(evaluate(model, test))
+    if ranking is not None:
+        record.update(rank_and_score(model, train, test, ranking))
     record.update({"fit_seconds": fit_seconds, "n_test": len(test), "n_unknown": n_unknown})
     if getattr(model, "history_", None):
         record["epochs"] = len(model.history_)
@@ -61,14 +75,17 @@ def cross_validate(
     dataset: str = "",
     on_fold: Callable[[dict[str, Any]], None] | None = None,
     transform: Callable[[Ratings], Ratings] | None = None,
+    ranking: RankingSpec | None = None,
 ) -> dict[str, Any]:
-    """Run ``model_name`` with ``params`` over ``folds``; returns the ``cv`` JSON document."""
+    """Run ``model_name`` with ``params`` over ``folds``; returns the ``cv`` JSON document
+    (with ``ranking``, also the top-N metrics of every fold)."""
     records = []
     for fold in folds:
         train, test = fold.train, fold.test
         if transform is not None:
             train, test = transform(train), transform(test)
-        record = {"fold": fold.name, **fit_and_score(create(model_name, **params), train, test, fold.n_unknown)}
+        record = {"fold": fold.name, **fit_and_score(create(model_name, **params), train, test, fold.n_unknown,
+                                                             ranking)}
         records.append(record)
         if on_fold is not None:
             on_fold(record)

@@ -134,6 +134,28 @@ class Recommender:
     def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def score_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Ranking scores of index pairs (higher = recommend first), as the top-N protocol of
+        :mod:`dlfm.evaluation.ranking` reads them: the prediction *before* clipping to the
+        rating scale, so that items predicted above the top of the scale do not tie. A model
+        that ranks by something else than its rating (``popular``) overrides this."""
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        if users.shape != items.shape:
+            raise ConfigError(f"users and items differ in shape ({users.shape} vs {items.shape})")
+        if users.size == 0:
+            return np.empty(0, dtype=np.float64)
+        return np.asarray(self._predict_indices(users, items), dtype=np.float64)
+
+    def score_matrix(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """:meth:`score_indices` of every (user, item) pair of ``users × items``, shape
+        (len(users), len(items)); a model with a faster product (``mf``) overrides it."""
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        grid = self.score_indices(np.repeat(users, len(items)), np.tile(items, len(users)))
+        return grid.reshape(len(users), len(items))
+
     def _lookup(self, users: Iterable[Any], items: Iterable[Any], unknown: UnknownPolicy) -> tuple[np.ndarray, np.ndarray]:
         u = self.user_vocab_.lookup(users)
         i = self.item_vocab_.lookup(items)

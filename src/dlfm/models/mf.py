@@ -285,6 +285,16 @@ class MatrixFactorization(Recommender):
             dot[part] = np.einsum("nk,nk->n", self.user_factors_[users[part]], self.item_factors_[items[part]])
         return self.global_mean_ + take_or_zero(self.user_bias_, users) + take_or_zero(self.item_bias_, items) + dot
 
+    def score_matrix(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """μ + b_u + b_i + p_uᵀ q_i for all of ``users × items`` by one matrix product (unclipped)."""
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        p = np.where((users >= 0)[:, None], self.user_factors_[np.maximum(users, 0)], 0.0)
+        q = np.where((items >= 0)[:, None], self.item_factors_[np.maximum(items, 0)], 0.0)
+        return (self.global_mean_ + take_or_zero(self.user_bias_, users)[:, None]
+                + take_or_zero(self.item_bias_, items)[None, :] + p @ q.T)
+
     def predict_new_user(self, ratings: Mapping[Any, float], items: Sequence[Any]) -> np.ndarray:
         """Folds in a new user as the model treats a training user: the ridge solve against
         the fixed item factors (ALS), or, after Gibbs sweeps, the posterior mean given each
