@@ -35,9 +35,10 @@ def evaluate(model: Recommender, test: Ratings) -> dict[str, float]:
 
 def rank_and_score(model: Any, train: Ratings, test: Ratings, ranking: RankingSpec) -> dict[str, float]:
     """The top-N metrics of a fitted model (:func:`~dlfm.evaluation.ranking.evaluate_ranking`
-    over its :meth:`score_matrix`), plus ``rank_seconds``."""
+    over its :meth:`score_matrix`), plus ``relevance_threshold`` and ``rank_seconds``."""
     started = time.perf_counter()
     out = dict(evaluate_ranking(None, train, test, ranking, score_rows=model.score_matrix))
+    out["relevance_threshold"] = ranking.threshold_for(train.scale)
     out["rank_seconds"] = time.perf_counter() - started
     return out
 

@@ -236,6 +236,19 @@ class Recommender:
             raise ConfigError("a new user's ratings must be finite numbers")
         return idx, values
 
+    def _new_item_column(self, ratings: Mapping[Any, float]) -> tuple[np.ndarray, np.ndarray]:
+        """User indices and values of a new item's ratings; unknown users are an error."""
+        if not ratings:
+            raise ConfigError("a new item needs at least one rating")
+        idx = self.user_vocab_.lookup(list(ratings))
+        missing = [user for user, k in zip(ratings, idx) if k < 0]
+        if missing:
+            raise UnknownIdError(f"unknown user {missing[0]!r} in the new item's ratings")
+        values = np.asarray(list(ratings.values()), dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ConfigError("a new item's ratings must be finite numbers")
+        return idx, values
+
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, Any]:
         """Learned arrays/tensors to save (names → numpy arrays or tensors)."""

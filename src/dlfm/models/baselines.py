@@ -42,6 +42,12 @@ class GlobalMean(Recommender):
         self._new_user_row(ratings)
         return np.clip(np.full(len(items), self.global_mean_), *self.scale_)
 
+    def predict_new_item(self, ratings: Mapping[Any, float], users: Sequence[Any]) -> np.ndarray:
+        """μ for every user: the mean ignores who rated what."""
+        self._check_fitted()
+        self._new_item_column(ratings)
+        return np.clip(np.full(len(users), self.global_mean_), *self.scale_)
+
 
 def als_biases(train: Ratings, reg_user: float, reg_item: float, n_epochs: int) -> tuple[np.ndarray, np.ndarray]:
     """Alternating least squares for r_ui ≈ μ + b_u + b_i with penalties λ_u Σb_u² + λ_i Σb_i²
@@ -97,6 +103,15 @@ class BaselineModel(Recommender):
         b_u = np.sum(values - self.global_mean_ - self.item_bias_[idx]) / (self.reg_user + len(idx))
         target = self.item_vocab_.lookup(items)
         return np.clip(self.global_mean_ + b_u + take_or_zero(self.item_bias_, target), *self.scale_)
+
+    def predict_new_item(self, ratings: Mapping[Any, float], users: Sequence[Any]) -> np.ndarray:
+        """A new item folded in by the closed form of its bias, b_i = Σ_u (r_ui − μ − b_u) / (λ_i + n),
+        then r̂_ui = μ + b_u + b_i for each of ``users`` (an unknown user contributes no b_u)."""
+        self._check_fitted()
+        idx, values = self._new_item_column(ratings)
+        b_i = np.sum(values - self.global_mean_ - self.user_bias_[idx]) / (self.reg_item + len(idx))
+        target = self.user_vocab_.lookup(users)
+        return np.clip(self.global_mean_ + b_i + take_or_zero(self.user_bias_, target), *self.scale_)
 
     def _state(self) -> dict[str, Any]:
         return {"user_bias": self.user_bias_, "item_bias": self.item_bias_}
