@@ -134,3 +134,15 @@ def test_cli_cold_start_and_ranking(tmp_path, capsys):
         code = main(["cv", str(path), "--folds", "kfold", *argv])
         err = capsys.readouterr().err
         assert code == 2 and flag in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_dlf_folds_in_through_its_encoders(side):
+    from tests.test_dlf import FAST
+
+    data = synthetic(60, 40, 1200, rank=2, noise=0.3, seed=4)
+    out = cold_start("dlf", {**FAST, "mc_samples": 0, "max_epochs": 2}, data, side=side, given=[5], k=3, reference=False, only_fold=2,
+                     ranking=RankingSpec(ks=(5,)))
+    record = out["folds"][0]
+    assert record["fold"] == f"{side}s2" and record["n_heldout"] > 0
+    assert 0 < record["fold_in"]["rmse"] < 2 and 0 <= record["fold_in"]["ndcg@5"] <= 1
