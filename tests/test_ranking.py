@@ -155,3 +155,16 @@ def test_mf_score_matrix_is_its_unclipped_prediction(lowrank):
     pairs = model.score_indices(np.repeat(users, 4), np.tile(items, 3)).reshape(3, 4)
     assert np.allclose(grid, pairs)
     assert np.allclose(np.clip(grid, *lowrank.scale), model.predict_indices(np.repeat(users, 4), np.tile(items, 3)).reshape(3, 4))
+
+
+def test_popular_recommends_the_most_rated_items(lowrank):
+    popular = create("popular").fit(lowrank)
+    user = lowrank.raw_users()[0]
+    top = popular.recommend(user, 5)
+    u = lowrank.user_vocab.index(user)
+    seen = set(lowrank.item_vocab.raw(lowrank.items[lowrank.users == u]))
+    counts = {raw: int(c) for raw, c in zip(lowrank.item_vocab.raw(np.arange(lowrank.n_items)), lowrank.item_counts)}
+    unseen = sorted((raw for raw in counts if raw not in seen and counts[raw] > 0), key=lambda r: -counts[r])
+    assert [counts[item] for item, _ in top] == [counts[r] for r in unseen[:5]]
+    # the score shown is the predicted rating (the baseline's), not the count
+    assert all(lowrank.scale[0] <= score <= lowrank.scale[1] for _, score in top)

@@ -229,7 +229,7 @@ def run_coldstart(args: argparse.Namespace, params: dict[str, Any], ranking: Any
     ratings = load_source(args)
     side = "user" if args.protocol == "new-users" else "item"
     print(f"dlfm cv: {args.model} on {args.source}, protocol {args.protocol}, given {','.join(map(str, given))}, "
-          f"{args.k} folds, params={params}", file=sys.stderr)
+          f"{args.k} folds{'' if args.fold is None else f' (fold {args.fold} only)'}, params={params}", file=sys.stderr)
 
     def show(record: dict[str, Any]) -> None:
         ref = record.get("retrained", {})

@@ -183,17 +183,23 @@ class Recommender:
 
     def recommend(self, user: Any, k: int = 10, *, exclude_seen: bool = True,
                   items: Sequence[Any] | None = None) -> list[tuple[Any, float]]:
-        """The ``k`` items with the highest predicted rating for a known user, as
-        ``(raw item id, score)`` pairs; items the user rated in training are left out unless
-        ``exclude_seen=False``; items without any training rating are never recommended."""
+        """The ``k`` items with the highest ranking score (:meth:`score_indices`: the
+        unclipped predicted rating, or popularity for ``popular``) for a known user, as
+        ``(raw item id, predicted rating)`` pairs; items the user rated in training are left out
+        unless ``exclude_seen=False``; items without any training rating are never recommended."""
         self._check_fitted()
         u = self.user_vocab_.index(user, what="user")
         candidates = self._candidates(items)
         if exclude_seen:
             seen = self.train_.csr()[u].indices
             candidates = np.setdiff1d(candidates, seen, assume_unique=False)
-        scores = self.predict_indices(np.full(len(candidates), u), candidates)
-        return self._top(candidates, scores, k)
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, not {k}")
+        users = np.full(len(candidates), u)
+        order = np.lexsort((candidates, -self.score_indices(users, candidates)))[:k]  # ties by index
+        chosen = candidates[order]
+        predicted = self.predict_indices(users[order], chosen)
+        return [(r, float(s)) for r, s in zip(self.item_vocab_.raw(chosen), predicted)]
 
     def _candidates(self, items: Sequence[Any] | None) -> np.ndarray:
         if items is None:
