@@ -189,7 +189,8 @@ def run_cv(args: argparse.Namespace) -> int:
     def show(record: dict[str, Any]) -> None:
         if not is_main_process():
             return
-        print(f"  {record['fold']}: RMSE {record['rmse']:.4f}  MAE {record['mae']:.4f}  "
+        ranked = "".join(f"  {name} {record[name]:.4f}" for name in (ranking.names if ranking else ()) if name in record)
+        print(f"  {record['fold']}: RMSE {record['rmse']:.4f}  MAE {record['mae']:.4f}{ranked}  "
               f"fit {record['fit_seconds']:.1f}s", file=sys.stderr, flush=True)
 
     result = cross_validate(args.model, params, folds, dataset=args.source, on_fold=show, transform=binarizer(args),
