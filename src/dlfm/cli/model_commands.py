@@ -227,6 +227,8 @@ def run_coldstart(args: argparse.Namespace, params: dict[str, Any], ranking: Any
                           "(--k of them); leave --folds out")
     if args.binarize is not None:
         raise ConfigError("--binarize does not apply to a cold-start protocol")
+    if args.k < 2:
+        raise ConfigError(f"--k must be at least 2 (folds of held-out users or items), not {args.k}")
     ratings = load_source(args)
     side = "user" if args.protocol == "new-users" else "item"
     print(f"dlfm cv: {args.model} on {args.source}, protocol {args.protocol}, given {','.join(map(str, given))}, "
