@@ -48,7 +48,8 @@ _OPEN_QUOTE = re.compile(r' *"')
 _NON_CANONICAL_INT = re.compile(r"^(?:-?0[0-9]|-0$)", re.MULTILINE)
 _WHITESPACE = re.compile(r"[^\S\n]")
 _POSITION = re.compile(r"-?[0-9]+")
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+# no two parts may match the same digits: a 200 MB field of digits must not backtrack for ever
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
 _INT64_MAX = np.iinfo(np.int64).max
 
 ColumnSpec = Mapping[str, "int | str"] | Sequence["int | str"] | str | None

@@ -214,14 +214,15 @@ def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if values.dtype.kind in "iu" and len(values):
         values = values.astype(np.int64, copy=False)
         lo, hi = int(values.min()), int(values.max())
-        if hi - lo < 4 * len(values) + 1024:
-            offsets = values - lo
-            present = np.zeros(hi - lo + 1, dtype=bool)
+        base = 0 if 0 <= lo and hi < 4 * len(values) + 1024 else lo  # ids from 0 or 1 need no shift
+        if hi - base < 4 * len(values) + 1024:
+            offsets = values - base if base else values
+            present = np.zeros(hi - base + 1, dtype=bool)
             present[offsets] = True
             rank = np.cumsum(present, dtype=np.int64) - 1
             codes = rank[offsets]
             del offsets, rank
-            return np.flatnonzero(present) + lo, codes
+            return np.flatnonzero(present) + base, codes
     import pandas as pd
 
     codes, uniques = pd.factorize(values, sort=True)
