@@ -47,7 +47,7 @@ from dlfm.data.io import (
 from dlfm.data.ratings import DuplicatePolicy, Ratings, Vocabulary, factorize
 from dlfm.errors import DataError
 
-_BLOCK_BYTES = 4 * MAX_LINE_BYTES  # arrow's block: longer than any line the reader accepts
+_BLOCK_BYTES = 16 * MAX_LINE_BYTES  # arrow's block: far longer than any line the reader accepts
 # bytes that can stand in for a separator of several bytes (``::``) when the file has none
 _SPARE_SEPARATORS = b"\x1f\x1e\x1d\x1c\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x7f"
 _LEADING_BLANK_LINES = 1000  # more than this before the first line: left to the text reader
@@ -146,6 +146,8 @@ class _Reader:
 
     def _convert(self, data_start: int, positions: dict[str, int]) -> Ratings:
         roles = list(positions)
+        if len(set(positions.values())) < len(roles):
+            raise _Decline  # one column in two roles
         # ids come as text (the canonical-integer rule needs it); arrow's int64 reading takes hex
         # (0x1f), which the rules do not take for a whole number, so timestamps too when any x is there
         no_hex = not (b"x" in self.raw or b"X" in self.raw)

@@ -22,6 +22,21 @@ The text rules, in one place:
 - Ids are integers when every id of the column is written as a canonical int64 integer
   (``196``, ``-3``; not ``007`` or ``+3``), else strings kept as written.
 - Ratings are finite numbers (Python ``float`` syntax); timestamps are whole numbers.
+- Header: the first non-blank line is a header when ``header=True``, when columns are given by
+  name, or (``header=None``) when its rating field is not a number and the line is not data:
+  it names the user, item and rating columns, or none of its fields is empty or starts like a
+  number. A first line that looks like data with one bad field (``2,2,inf``, ``2,2,abc``,
+  ``2,2,``) is an error naming line 1, never a header.
+- Header names: without ``columns``, a header naming the columns (``user``/``userId``/``uid``,
+  ``item``/``movieId``/``iid``, ``rating``/``stars``/``score``, ``timestamp``/``time``; see
+  :data:`ROLE_NAMES`) decides which column is which; one that names some of them in other
+  places than the default order (user, item, rating, timestamp) is an error.
+- A line is at most :data:`MAX_LINE_BYTES` (1 MiB) long; error messages quote at most about
+  60 characters of a field.
+
+:func:`load_ratings` reads a file through the vectorised reader of :mod:`dlfm.data._fast`
+(pyarrow's CSV parser), which follows these rules exactly and leaves to the text reader below
+(:func:`parse_ratings_text`) what it does not handle itself (quotes, UTF-16, ...).
 """
 
 from __future__ import annotations

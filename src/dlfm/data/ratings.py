@@ -217,8 +217,7 @@ def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         base = 0 if 0 <= lo and hi < 4 * len(values) + 1024 else lo  # ids from 0 or 1 need no shift
         if hi - base < 4 * len(values) + 1024:
             offsets = values - base if base else values
-            present = np.zeros(hi - base + 1, dtype=bool)
-            present[offsets] = True
+            present = np.bincount(offsets, minlength=hi - base + 1) > 0
             rank = np.cumsum(present, dtype=np.int64) - 1
             codes = rank[offsets]
             del offsets, rank
