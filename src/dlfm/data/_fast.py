@@ -235,6 +235,10 @@ class _Reader:
                 try:
                     values = pc.cast(chunk, pa.float64()).to_numpy()  # accepts no more than Python's float()
                 except pa.ArrowInvalid:
+                    k = _first_uncast(chunk, pa.float64())
+                    head = pc.cast(chunk.slice(0, k), pa.float64()).to_numpy()
+                    if np.all(np.isfinite(head)) and not np.isfinite(_to_floats([chunk[k].as_py().strip()])[0]):
+                        self._fail(offset + k)  # the first bad one; else arrow refused a good one (" 3")
                     values = _to_floats([text.strip() for text in chunk.to_pylist()])
             bad = np.flatnonzero(~np.isfinite(values))
             if len(bad):
@@ -256,6 +260,10 @@ class _Reader:
                 except pa.ArrowInvalid:
                     pass
             if values is None:
+                if not _holds(chunk, b"xX"):  # find the first value arrow refuses without Python
+                    k = _first_uncast(chunk, pa.int64())
+                    if k < len(chunk) and _to_ints([chunk[k].as_py().strip()])[1] is not None:
+                        self._fail(offset + k)
                 values, k = _to_ints([text.strip() for text in chunk.to_pylist()])
                 if k is not None:
                     self._fail(offset + k)
@@ -327,6 +335,25 @@ class _RowLines:
 
 
 # --------------------------------------------------------------------------- helpers
+def _first_uncast(chunk: pa.Array, to: pa.DataType) -> int:
+    """Position of the first text arrow cannot cast (``len(chunk)`` if none), by halving: the
+    casts add up to about twice the chunk, not one Python call per value."""
+    lo, hi = 0, len(chunk)  # all before lo cast; the first failure, if any, is before hi
+    try:
+        pc.cast(chunk, to)
+        return len(chunk)
+    except pa.ArrowInvalid:
+        pass
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            pc.cast(chunk.slice(lo, mid - lo), to)
+            lo = mid
+        except pa.ArrowInvalid:
+            hi = mid
+    return lo
+
+
 def _valid_utf8(raw: bytes, step: int = 1 << 24) -> bool:
     """Whether the bytes are UTF-8 (checked piece by piece: no copy of the whole text)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
