@@ -292,12 +292,11 @@ class _Reader:
 
 
 class _RowLines:
-    """The line number of each data row arrow returns (it skips empty lines), computed only
-    when an error needs one; and the text of a line."""
+    """The line number of each data row arrow returns (it skips empty lines), found with one
+    pass over the bytes when an error first needs one; and the text of a line."""
 
     def __init__(self, raw: bytes, start: int, first_line: int):
         self.raw, self.start, self.first_line = raw, start, first_line
-        self._gaps: bool | None = None
         self._starts: np.ndarray | None = None
         self._nonempty: np.ndarray | None = None
 
@@ -310,21 +309,8 @@ class _RowLines:
         assert self._nonempty is not None
         return self._starts, self._nonempty
 
-    @property
-    def gaps(self) -> bool:
-        """Whether empty lines lie between data lines (then rows and lines part ways)."""
-        if self._gaps is None:
-            stop = len(self.raw)
-            while stop > self.start and self.raw[stop - 1] == 0x0A:
-                stop -= 1
-            self._gaps = self.raw.startswith(b"\n", self.start) or self.raw.find(b"\n\n", self.start, stop) >= 0
-        return self._gaps
-
     def __getitem__(self, row: Any) -> int:
-        row = int(row)
-        if not self.gaps:
-            return self.first_line + row
-        return self.first_line + int(self._index()[1][row])
+        return self.first_line + int(self._index()[1][int(row)])
 
     def text(self, line: int) -> str:
         starts, _ = self._index()

@@ -392,7 +392,8 @@ class Ratings:
         """The container, after the duplicate policy; indices and values are already checked."""
         where = (lambda k: int(line_numbers[k])) if line_numbers is not None else (lambda k: None)
         keys = u_idx * len(item_vocab) + i_idx
-        sorted_keys = np.sort(keys)  # a plain sort finds out whether any pair repeats
+        sorted_keys = keys.copy()
+        sorted_keys.sort()  # a plain sort finds out whether any pair repeats
         if bool(np.any(sorted_keys[1:] == sorted_keys[:-1])):
             order = np.argsort(keys, kind="stable")
             sorted_keys = keys[order]
