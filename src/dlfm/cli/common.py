@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, TextIO
+
+import numpy as np
 
 from dlfm.data.ratings import Ratings
 from dlfm.errors import ConfigError
@@ -81,12 +83,35 @@ def is_main_process() -> bool:
     return main_process()
 
 
+#: where ``--json -`` (and ``--output -``) write: the real standard output, while everything
+#: else a command prints goes to standard error (set by :func:`dlfm.cli.main.main`)
+machine_stdout: TextIO | None = None
+
+
+def result_stream() -> TextIO:
+    """The stream for a machine-readable result sent to ``-``: standard output, even while
+    the human-readable output of the command is diverted to standard error."""
+    return machine_stdout if machine_stdout is not None else sys.stdout
+
+
+def json_default(obj: Any) -> Any:
+    """JSON for numpy scalars and arrays (``np.int64(196)`` → ``196``, not ``"196"``) and paths."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
 def emit_json(path: str | None, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` (atomically), or alone on standard output for ``-``."""
     if not path or not is_main_process():
         return
     if path == "-":
-        json.dump(obj, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        stream = result_stream()
+        json.dump(obj, stream, indent=2, default=json_default)
+        stream.write("\n")
+        stream.flush()
         return
     from dlfm.persistence import write_json
 
@@ -94,12 +119,22 @@ def emit_json(path: str | None, obj: Any) -> None:
 
 
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A plain-text table: numeric columns right-aligned, text columns left-aligned."""
     cells = [[_fmt(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[k]) for r in cells)) if cells else len(h) for k, h in enumerate(headers)]
-    line = "  ".join(h.rjust(w) for h, w in zip(headers, widths))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    numeric = [bool(cells) and all(_is_numeric(row[k]) for row in rows if row[k] not in ("", "-", None))
+               for k in range(len(headers))]
+
+    def align(text: str, k: int) -> str:
+        return text.rjust(widths[k]) if numeric[k] else text.ljust(widths[k])
+
+    out = ["  ".join(align(h, k) for k, h in enumerate(headers)).rstrip(), "  ".join("-" * w for w in widths)]
+    out += ["  ".join(align(c, k) for k, c in enumerate(row)).rstrip() for row in cells]
     return "\n".join(out)
+
+
+def _is_numeric(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _fmt(value: Any) -> str:

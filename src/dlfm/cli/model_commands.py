@@ -108,28 +108,51 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_train)
 
     p = sub.add_parser("predict", help="predict ratings with a saved model",
-                       description="Predicted rating of a user for one or more items.")
+                       description="Predicted rating of a user for one or more items (--user, --item), or of "
+                                   "every (user, item) pair of a file (--input pairs.csv --output preds.csv).")
     p.add_argument("model_path", metavar="MODEL")
-    p.add_argument("--user", required=True, help="raw user id")
-    p.add_argument("--item", required=True, action="append", help="raw item id (repeatable)")
-    p.add_argument("--samples", type=int, default=0, help="draw this many samples of the predictive distribution")
+    p.add_argument("--user", help="raw user id")
+    p.add_argument("--item", action="append", help="raw item id (repeatable)")
+    p.add_argument("--input", metavar="FILE", help="a delimited file of (user, item) pairs, one per line; extra "
+                                                   "columns (a rating) are ignored")
+    p.add_argument("--samples", type=int, default=0,
+                   help="draw this many samples of the predictive distribution: adds std and a 90%% interval")
     p.add_argument("--strict", action="store_true", help="unknown ids are an error instead of the fallback")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where a neural model computes (default: as saved)")
+    add_table_options(p, "user,item")
     add_json_option(p)
     p.set_defaults(handler=run_predict)
 
-    p = sub.add_parser("recommend", help="top-N items for a known user or for new ratings",
-                       description="Top-k items a user has not rated, by predicted rating. For a user the "
-                                   "model never saw, give their ratings: --ratings \"50:5,172:5,181:4\".")
+    p = sub.add_parser("recommend", help="top-N items for known users or for new ratings",
+                       description="Top-k items a user has not rated, by predicted rating: for one user (--user), "
+                                   "for many (--users FILE or --users all, with --output recs.csv), or for a user the "
+                                   "model never saw, from their ratings: --ratings \"50:5,172:5,181:4\".")
     p.add_argument("model_path", metavar="MODEL")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="raw id of a known user")
+    who.add_argument("--users", metavar="FILE|all", help="a file of user ids (one per line, or a user column), "
+                                                         "or 'all' for every user of the model")
     who.add_argument("--ratings", help="a new user's ratings as ITEM:RATING,ITEM:RATING,...")
     p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="also rank items the user already rated")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where a neural model computes (default: as saved)")
+    add_table_options(p, "user")
     add_json_option(p)
     p.set_defaults(handler=run_recommend)
+
+
+def add_table_options(parser: argparse.ArgumentParser, roles: str) -> None:
+    """``--output`` and the options that read a file of ids (``--input``, ``--users``)."""
+    parser.add_argument("--output", dest="output_path", metavar="FILE",
+                        help="write the rows as CSV, or JSON lines when FILE ends in .jsonl ('-' for stdout)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    group = parser.add_argument_group("reading the file of ids")
+    group.add_argument("--sep", help="field separator (default: sniffed: tab, '::', ',', ';', '|', space)")
+    hdr = group.add_mutually_exclusive_group()
+    hdr.add_argument("--header", dest="header", action="store_true", default=None, help="the first line names the columns")
+    hdr.add_argument("--no-header", dest="header", action="store_false", help="the first line is data")
+    group.add_argument("--columns", help=f"the {roles} column(s) by name or 0-based position (default: a header's "
+                                         "user/item names, else the first columns)")
 
 
 def _only_fold(folds: Any, number: int | None) -> Any:
@@ -221,26 +244,100 @@ def _one_id(value: Any, flag: str) -> str:
     return value
 
 
+def _read_ids(args: argparse.Namespace, path: str, roles: tuple[str, ...]) -> Any:
+    from dlfm.data.pairs import read_id_columns
+
+    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    return read_id_columns(path, roles, sep=args.sep, header=args.header, columns=columns)
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and is_main_process()
+
+
+def predict_table(model: Any, users: list[str], items: list[str], *, samples: int, strict: bool,
+                  lines: Any = None, source: str | None = None, progress: bool = False) -> dict[str, Any]:
+    """Predictions for raw (user, item) pairs as columns ``user, item, prediction[, std, q05,
+    q95], known``, computed in chunks (with a progress bar when asked). ``known`` is false
+    where the user or the item has no training rating, i.e. the fallback predicted."""
+    from tqdm import tqdm
+
+    from dlfm.cli.outputs import display_ids
+    from dlfm.errors import DataError, UnknownIdError
+
+    u = model.user_vocab_.lookup(users)
+    i = model.item_vocab_.lookup(items)
+    train = model.train_
+    has_user = (u >= 0) & (train.user_counts[np.maximum(u, 0)] > 0)
+    has_item = (i >= 0) & (train.item_counts[np.maximum(i, 0)] > 0)
+    if strict:
+        for what, raw, known in (("user", users, has_user), ("item", items, has_item)):
+            missing = np.flatnonzero(~known)
+            if len(missing):
+                k = int(missing[0])
+                problem = f"unknown {what} {raw[k]!r} (--strict)"
+                if lines is not None:
+                    raise DataError(problem, source=source, line=int(lines[k]))
+                raise UnknownIdError(problem)
+    table: dict[str, Any] = {"user": display_ids(model.user_vocab_, users, u),
+                             "item": display_ids(model.item_vocab_, items, i)}
+    n = len(u)
+    chunk = max(1, 2_000_000 // samples) if samples else 200_000
+    columns: dict[str, list[np.ndarray]] = {}
+    with tqdm(total=n, desc="predict", unit="pair", disable=not progress or n <= chunk, dynamic_ncols=True) as bar:
+        for start in range(0, n, chunk):
+            uu, ii = u[start:start + chunk], i[start:start + chunk]
+            if samples:
+                dist = model.distribution_indices(uu, ii, n_samples=samples)
+                parts = {"prediction": dist["mean"], "std": dist["std"], "q05": dist["q05"], "q95": dist["q95"]}
+            else:
+                parts = {"prediction": model.predict_indices(uu, ii)}
+            for key, value in parts.items():
+                columns.setdefault(key, []).append(np.asarray(value, dtype=np.float64))
+            bar.update(len(uu))
+    for key, parts in columns.items():
+        table[key] = np.concatenate(parts)
+    if not columns:
+        table["prediction"] = np.empty(0)
+    table["known"] = (has_user & has_item).tolist()
+    return table
+
+
 def run_predict(args: argparse.Namespace) -> int:
-    args.user = _one_id(args.user, "--user")
-    args.item = [_one_id(item, "--item") for item in args.item]
+    from dlfm.cli.outputs import records, write_table
+
+    if args.input is None:
+        if args.user is None or not args.item:
+            raise ConfigError("dlfm predict needs --user and --item, or --input FILE of (user, item) pairs")
+        users_text = [_one_id(args.user, "--user")] * len(args.item)
+        items_text = [_one_id(item, "--item") for item in args.item]
+    elif args.user is not None or args.item:
+        raise ConfigError("--input reads the pairs from a file: leave out --user and --item")
+    if args.samples < 0 or args.samples == 1:
+        raise ConfigError(f"--samples needs at least 2 draws, not {args.samples}")
     model = _load_model(args.model_path, args.device)
-    unknown = "error" if args.strict else "fallback"
-    known_user = args.user in model.user_vocab_
-    rows = []
-    for item in args.item:
-        record: dict[str, Any] = {"user": args.user, "item": item,
-                                  "known": bool(known_user and item in model.item_vocab_)}
-        if args.samples and hasattr(model, "predict_distribution"):
-            dist = model.predict_distribution([args.user], [item], n_samples=args.samples, unknown=unknown)
-            record.update({"prediction": float(dist["mean"][0]), "std": float(dist["std"][0]),
-                           "q05": float(dist["q05"][0]), "q95": float(dist["q95"][0])})
-        else:
-            record["prediction"] = float(model.predict(args.user, item, unknown=unknown))
-        rows.append(record)
-    keys = [k for k in rows[0] if k not in ("user", "item", "known")]
-    print(format_table(["user", "item", *keys, "known"], [[r["user"], r["item"], *[r[k] for k in keys], r["known"]] for r in rows]))
-    emit_json(args.json_path, rows if len(rows) > 1 else rows[0])
+    if args.samples and not hasattr(model, "distribution_indices"):
+        raise ConfigError(f"--samples: a {model.name!r} model has no predictive distribution (dlf and vdlf have "
+                          "one); leave out --samples for its point predictions")
+    lines = source = None
+    if args.input is not None:
+        pairs = _read_ids(args, args.input, ("user", "item"))
+        users_text, items_text, lines, source = pairs.columns["user"], pairs.columns["item"], pairs.lines, pairs.source
+    table = predict_table(model, users_text, items_text, samples=args.samples, strict=args.strict, lines=lines,
+                          source=source, progress=_progress(args))
+    n, n_fallback = len(users_text), int(len(users_text) - sum(table["known"]))
+    if args.input is None:
+        rows = records(table)
+        keys = [k for k in table if k not in ("user", "item", "known")]
+        print(format_table(["user", "item", *keys, "known"], [[r["user"], r["item"], *[r[k] for k in keys], r["known"]]
+                                                             for r in rows]))
+    if args.output_path:
+        write_table(args.output_path, table)
+    if args.input is not None or args.output_path:
+        note = f"; {n_fallback} with an unknown user or item got the fallback (known=false)" if n_fallback else ""
+        where = f" to {args.output_path}" if args.output_path and args.output_path != "-" else ""
+        print(f"predicted {n} pair{'s' if n != 1 else ''}{where}{note}", file=sys.stderr)
+    emit_json(args.json_path, records(table))
     return 0
 
 
@@ -265,20 +362,71 @@ def parse_new_ratings(text: str) -> dict[str, float]:
 
 
 def run_recommend(args: argparse.Namespace) -> int:
+    from dlfm.cli.outputs import display_ids, records, write_table
+
+    if args.k < 1:
+        raise ConfigError(f"-k must be at least 1, not {args.k}")
     if args.ratings is not None:
         args.ratings = _one_id(args.ratings, "--ratings")
+    elif args.users is not None:
+        args.users = _one_id(args.users, "--users")
     else:
         args.user = _one_id(args.user, "--user")
     model = _load_model(args.model_path, args.device)
+    if args.users is not None:
+        return _recommend_many(args, model)
     if args.ratings is not None:
         given = parse_new_ratings(args.ratings)
+        lo, hi = model.scale_
+        for item, rating in given.items():
+            if not lo <= rating <= hi:
+                raise ConfigError(f"--ratings: rating {rating:g} of item {item!r} is outside the model's rating "
+                                  f"scale [{lo:g}, {hi:g}]")
         top = model.recommend_new_user(given, args.k)
-        who = "new user"
+        who, user_id = "new user", None
     else:
         top = model.recommend(args.user, args.k, exclude_seen=not args.include_seen)
-        who = f"user {args.user}"
+        user_id = display_ids(model.user_vocab_, [args.user], model.user_vocab_.lookup([args.user]))[0]
+        who = f"user {user_id}"
+    table = {"user": [user_id] * len(top), "rank": list(range(1, len(top) + 1)),
+             "item": [item for item, _ in top], "score": [score for _, score in top]}
     print(f"top {len(top)} for {who}:")
     print(format_table(["rank", "item", "score"], [[n + 1, item, score] for n, (item, score) in enumerate(top)]))
-    emit_json(args.json_path, {"user": args.user, "k": args.k,
-                               "items": [item for item, _ in top], "scores": [score for _, score in top]})
+    if args.output_path:
+        write_table(args.output_path, table)
+    emit_json(args.json_path, records(table))
+    return 0
+
+
+def _recommend_many(args: argparse.Namespace, model: Any) -> int:
+    """``--users FILE|all``: the top-k of many users, vectorised, to --output (and --json)."""
+    from dlfm.cli.outputs import records, write_table
+    from dlfm.errors import DataError
+
+    if not (args.output_path or args.json_path):
+        raise ConfigError("--users writes a table: give --output FILE (CSV, or .jsonl) or --json FILE")
+    if args.users == "all":
+        counts = model.train_.user_counts
+        users = model.user_vocab_.raw(np.flatnonzero(counts > 0))
+        if int((counts == 0).sum()):
+            print(f"note: {int((counts == 0).sum())} users of the vocabulary have no training rating; left out",
+                  file=sys.stderr)
+    else:
+        ids = _read_ids(args, args.users, ("user",))
+        users = ids.columns["user"]
+        known = model.user_vocab_.lookup(users)
+        has = (known >= 0) & (model.train_.user_counts[np.maximum(known, 0)] > 0)
+        if not has.all():
+            k = int(np.argmin(has))
+            raise DataError(f"unknown user {users[k]!r}: the model has no rating of it", source=ids.source,
+                            line=int(ids.lines[k]))
+        users = model.user_vocab_.raw(known)
+    table = model.recommend_batch(users, args.k, exclude_seen=not args.include_seen, progress=_progress(args))
+    if args.output_path:
+        write_table(args.output_path, table)
+    n_users = len(users)
+    where = f" to {args.output_path}" if args.output_path and args.output_path != "-" else ""
+    print(f"recommended {len(table['item'])} items for {n_users} user{'s' if n_users != 1 else ''}{where}",
+          file=sys.stderr)
+    emit_json(args.json_path, records(table))
     return 0
