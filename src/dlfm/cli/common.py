@@ -13,12 +13,26 @@ from dlfm.data.ratings import Ratings
 from dlfm.errors import ConfigError
 
 
+def resolve_folds(args: argparse.Namespace) -> str:
+    """``--folds`` left out: ``official`` for a named data set that ships folds (ML-100k's
+    u1-u5), ``kfold`` for a file or any other set (said on stderr). Sets ``args.folds``."""
+    from dlfm import datasets
+
+    if args.folds is None:
+        spec = datasets.DATASETS.get(args.source)
+        args.folds = "official" if spec is not None and spec.official_folds else "kfold"
+        if args.folds == "kfold" and is_main_process():
+            print(f"dlfm: {args.source} has no official folds: using --folds kfold --k {args.k}", file=sys.stderr)
+    return args.folds
+
+
 def select_folds(args: argparse.Namespace, seed: int | None) -> tuple[Any, str]:
     """The folds ``--folds`` names — ``kfold`` (seeded, of the loaded source) or official folds
     (``official``, ``u1``, ``ua``…; named data sets only, fetched as ``--no-download`` and
-    ``--quiet`` say) — and the data set's name."""
+    ``--quiet`` say); without ``--folds``, :func:`resolve_folds` — and the data set's name."""
     from dlfm import datasets
 
+    resolve_folds(args)
     is_named = args.source in datasets.DATASETS
     if args.folds != "kfold":
         if not is_named:
@@ -29,9 +43,11 @@ def select_folds(args: argparse.Namespace, seed: int | None) -> tuple[Any, str]:
     return datasets.kfold(ratings, args.k, seed=seed), args.source if is_named else ratings.name
 
 
-def add_data_options(parser: argparse.ArgumentParser) -> None:
-    """Where data comes from: a named data set or a file, and how to read a file."""
-    parser.add_argument("source", metavar="DATASET|FILE", help="a known data set (see `dlfm datasets`) or a rating file")
+def add_data_options(parser: argparse.ArgumentParser, *, source_optional: bool = False) -> None:
+    """Where data comes from: a named data set or a file, and how to read a file
+    (``source_optional``: the data may come from other options, as ``cv --train --test``)."""
+    parser.add_argument("source", metavar="DATASET|FILE", nargs="?" if source_optional else None,
+                        help="a known data set (see `dlfm datasets`) or a rating file")
     parser.add_argument("--data-dir", help="data directory (default: $DLFM_DATA_DIR, else ~/.cache/dlfm)")
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing data set")
     group = parser.add_argument_group("reading a rating file")
@@ -57,14 +73,15 @@ def parse_scale(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
-def load_source(args: argparse.Namespace) -> Ratings:
+def load_source(args: argparse.Namespace, source: str | None = None) -> Ratings:
+    """The ratings of ``source`` (default ``args.source``), read as the reading options say."""
     from dlfm import datasets
 
     options: dict[str, Any] = {"sep": args.sep, "header": args.header, "scale": parse_scale(args.scale),
                                "duplicates": args.duplicates}
     if args.columns:
         options["columns"] = [c.strip() for c in args.columns.split(",")]
-    return datasets.load_any(args.source, data_dir=args.data_dir, download=not args.no_download,
+    return datasets.load_any(args.source if source is None else source, data_dir=args.data_dir, download=not args.no_download,
                              quiet=getattr(args, "quiet", False), **options)
 
 

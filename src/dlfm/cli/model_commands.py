@@ -88,10 +88,18 @@ def binarizer(args: argparse.Namespace) -> Any:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cv", help="cross-validate a model (official folds or K-fold)",
-                       description="Fit and score a model on each fold; prints per-fold and mean RMSE, MAE and times.")
-    add_data_options(p)
+                       description="Fit and score a model on each fold; prints per-fold and mean RMSE, MAE and times. "
+                                   "Folds: a named data set's official ones (ML-100k's u1-u5, the default there), "
+                                   "seeded K-fold (the default for a file), or one fixed split given as two files "
+                                   "(--train FILE --test FILE).")
+    add_data_options(p, source_optional=True)
     add_model_options(p)
-    p.add_argument("--folds", default="official", help="official (u1-u5), a fold name (u1, ua, ub), or kfold")
+    p.add_argument("--folds", default=None,
+                   help="official (u1-u5), a fold name (u1, ua, ub), or kfold (default: official where the data set "
+                        "has official folds, else kfold)")
+    p.add_argument("--train", metavar="FILE", help="score one fixed split: fit on this rating file (with --test)")
+    p.add_argument("--test", metavar="FILE", help="... and score on this one; its ids are mapped onto the training "
+                                                  "file's, unknown ones get the fallback")
     p.add_argument("--k", type=int, default=5, help="number of folds for --folds kfold (default 5)")
     p.add_argument("--fold", type=int, help="run only the N-th fold (1-based)")
     add_json_option(p)
@@ -174,8 +182,13 @@ def run_cv(args: argparse.Namespace) -> int:
     if launched is not None:
         return launched
     params = model_params(args)
-    folds, _ = select_folds(args, 0 if args.seed is None else args.seed)
-    folds = _only_fold(folds, args.fold)
+    if args.train is not None or args.test is not None:
+        folds = _given_split(args)
+    else:
+        if args.source is None:
+            raise ConfigError("dlfm cv needs a data set or rating file, or --train FILE --test FILE")
+        folds, _ = select_folds(args, 0 if args.seed is None else args.seed)
+    folds = _warn_small(_only_fold(folds, args.fold))
     if is_main_process():
         print(f"dlfm cv: {args.model} on {args.source} ({args.folds} folds) params={params}", file=sys.stderr)
 
@@ -189,13 +202,75 @@ def run_cv(args: argparse.Namespace) -> int:
     result["folds_scheme"] = args.folds
     if args.binarize is not None:
         result["binarize"] = args.binarize
-    metrics = [k for k in result["folds"][0] if k not in ("fold", "n_test", "n_unknown", "epochs")]
-    rows = [[r["fold"], *[r.get(m, float("nan")) for m in metrics], r["n_test"]] for r in result["folds"]]
-    rows.append(["mean", *[result["mean"].get(m, float("nan")) for m in metrics], ""])
-    rows.append(["std", *[result["std"].get(m, float("nan")) for m in metrics], ""])
-    print(format_table(["fold", *metrics, "n_test"], rows))
+    if args.train is not None:
+        result.update({"train_file": args.train, "test_file": args.test})
+    metrics = cv_columns(result["folds"])
+    rows = [[r["fold"], *[r.get(m, float("nan")) for m in metrics], r["n_test"], r["n_unknown"]] for r in result["folds"]]
+    rows.append(["mean", *[result["mean"].get(m, float("nan")) for m in metrics], "", ""])
+    rows.append(["std", *[result["std"].get(m, float("nan")) for m in metrics], "", ""])
+    print(format_table(["fold", *metrics, "n_test", "n_unknown"], rows))
     emit_json(args.json_path, result)
     return 0
+
+
+#: the order of the ``cv`` table's columns: accuracy, then the likelihood's own metrics, then
+#: the times; any other metric a model reports comes after these, alphabetically
+CV_COLUMN_ORDER = ("rmse", "mae", "nll", "coverage50", "coverage90", "auc", "log_loss", "fit_seconds",
+                   "predict_seconds", "epochs")
+
+
+def cv_columns(records: list[dict[str, Any]]) -> list[str]:
+    """The metric columns of a ``cv`` table, in :data:`CV_COLUMN_ORDER` (fold, n_test and
+    n_unknown are the table's first and last columns)."""
+    present = {k for r in records for k in r} - {"fold", "n_test", "n_unknown"}
+    fixed = [k for k in CV_COLUMN_ORDER if k in present]
+    return fixed + sorted(present - set(fixed))
+
+
+#: below this many test ratings a fold's RMSE is mostly noise, and ``cv`` warns
+SMALL_TEST = 100
+
+
+def _warn_small(folds: Any) -> Any:
+    """Pass the folds through, warning (once) when a test part is too small to evaluate."""
+    warned = False
+    for fold in folds:
+        if not warned and len(fold.test) < SMALL_TEST and is_main_process():
+            print(f"dlfm: warning: {fold.name} tests on only {len(fold.test)} rating"
+                  f"{'s' if len(fold.test) != 1 else ''} ({len(fold.train)} to train on): with fewer than "
+                  f"{SMALL_TEST} test ratings its RMSE is mostly noise; use more data or fewer folds",
+                  file=sys.stderr)
+            warned = True
+        yield fold
+
+
+def _given_split(args: argparse.Namespace) -> list[Any]:
+    """``--train FILE --test FILE``: one fixed fold, the test file's ids mapped onto the
+    training file's (unknown ones counted in n_unknown and predicted by the fallback)."""
+    from pathlib import Path
+
+    from dlfm.data.splits import given_split
+
+    if args.train is None or args.test is None:
+        raise ConfigError("--train and --test go together: give both files")
+    if args.source is not None:
+        raise ConfigError(f"--train/--test give the data: leave out {args.source!r}")
+    if args.folds not in (None, "given") or args.fold not in (None, 1):
+        raise ConfigError("--train/--test score one fixed split: leave out --folds and --fold")
+    train = load_source(args, args.train)
+    test = load_source(args, args.test)
+    fold = given_split(train, test, name=Path(args.test).name)
+    args.folds, args.source = "given", f"{args.train} + {args.test}"
+    if is_main_process():
+        n_unknown = fold.n_unknown
+        if n_unknown:
+            print(f"dlfm: {n_unknown} of {len(test)} test ratings have a user or item without a rating in "
+                  f"{args.train}: the model's fallback predicts them (n_unknown)", file=sys.stderr)
+        train_keys = fold.train.users * fold.train.n_items + fold.train.items
+        both = int(np.isin(fold.test.users * fold.test.n_items + fold.test.items, train_keys).sum())
+        if both:
+            print(f"dlfm: warning: {both} (user, item) pairs of {args.test} are in {args.train} too", file=sys.stderr)
+    return [fold]
 
 
 def run_train(args: argparse.Namespace) -> int:
