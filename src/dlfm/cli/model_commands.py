@@ -500,6 +500,10 @@ def _recommend_many(args: argparse.Namespace, model: Any) -> int:
     if args.output_path:
         write_table(args.output_path, table)
     n_users = len(users)
+    short = int((np.bincount(model.user_vocab_.lookup(table["user"]), minlength=model.train_.n_users)[
+        model.user_vocab_.lookup(users)] < args.k).sum()) if n_users else 0
+    if short:
+        print(f"note: {short} users have fewer than {args.k} unseen items: they get fewer rows", file=sys.stderr)
     where = f" to {args.output_path}" if args.output_path and args.output_path != "-" else ""
     print(f"recommended {len(table['item'])} items for {n_users} user{'s' if n_users != 1 else ''}{where}",
           file=sys.stderr)
