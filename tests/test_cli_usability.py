@@ -262,7 +262,8 @@ def test_cv_table_columns_in_a_fixed_order():
     from dlfm.cli.model_commands import cv_columns
 
     records = [{"fold": "u1", "predict_seconds": 0.1, "nll": 1.0, "fit_seconds": 1.0, "mae": 0.7, "zeta": 1,
-                "n_test": 5, "rmse": 0.9, "coverage90": 0.9, "n_unknown": 0, "coverage50": 0.5, "epochs": 3}]
+                "n_test": 5, "rmse": 0.9, "coverage90": 0.9, "n_unknown": 0, "coverage50": 0.5, "epochs": 3,
+                "tuned": {"lr": 0.1}}]
     assert cv_columns(records) == ["rmse", "mae", "nll", "coverage50", "coverage90", "fit_seconds", "predict_seconds",
                                    "epochs", "zeta"]
 

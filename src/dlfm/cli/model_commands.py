@@ -220,9 +220,11 @@ CV_COLUMN_ORDER = ("rmse", "mae", "nll", "coverage50", "coverage90", "auc", "log
 
 
 def cv_columns(records: list[dict[str, Any]]) -> list[str]:
-    """The metric columns of a ``cv`` table, in :data:`CV_COLUMN_ORDER` (fold, n_test and
-    n_unknown are the table's first and last columns)."""
-    present = {k for r in records for k in r} - {"fold", "n_test", "n_unknown"}
+    """The numeric metric columns of a ``cv`` table, in :data:`CV_COLUMN_ORDER` (fold, n_test
+    and n_unknown are the table's first and last columns; other fields, such as a tuned
+    fold's chosen parameters, are in the JSON only)."""
+    present = {k for r in records for k, v in r.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)} - {"fold", "n_test", "n_unknown"}
     fixed = [k for k in CV_COLUMN_ORDER if k in present]
     return fixed + sorted(present - set(fixed))
 
