@@ -19,9 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "DIR/curves.png. On ml-100k the report's published numbers (Figure 4) are added as reference "
                     "rows marked 'published'.")
     add_data_options(p)
-    p.add_argument("--folds", choices=["official", "kfold"], default=None,
-                   help="official folds (ML-100k: u1-u5) or seeded random K-fold (default: official where the "
-                        "data set has official folds, else kfold)")
+    p.add_argument("--folds", choices=["official", "kfold"], default="official",
+                   help="official folds (ML-100k: u1-u5) or seeded random K-fold (default official)")
     p.add_argument("--k", type=int, default=5, help="number of folds for --folds kfold (default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random folds and of every model (default 0)")
     p.add_argument("--models", default="all", metavar="A,B,...",
