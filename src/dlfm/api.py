@@ -107,4 +107,4 @@ def cross_validate(
             chosen = datasets.official_folds(str(data), scheme, data_dir=data_dir)
     else:
         chosen = data
-    return run(model, params, chosen, dataset=name, on_fold=on_fold)
+    return run(model, params, chosen, dataset=name, seed=seed, on_fold=on_fold)

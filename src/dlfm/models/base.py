@@ -24,6 +24,7 @@ import numpy as np
 
 from dlfm.data.ratings import Ratings, Vocabulary
 from dlfm.errors import ConfigError, ModelFileError, UnknownIdError
+from dlfm.models.space import SearchSpace
 
 UnknownPolicy = Literal["fallback", "error"]
 
@@ -46,6 +47,8 @@ class Recommender:
     name: ClassVar[str] = "base"
     #: whether :meth:`predict_new_user` can fold in a user from ratings alone
     supports_new_users: ClassVar[bool] = False
+    #: what ``dlfm tune`` searches over (:mod:`dlfm.models.space`); empty: nothing to tune
+    search_space: ClassVar[SearchSpace] = {}
 
     # ------------------------------------------------------------------ parameters
     @classmethod

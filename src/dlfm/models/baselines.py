@@ -11,6 +11,7 @@ import numpy as np
 
 from dlfm.data.ratings import Ratings
 from dlfm.errors import ConfigError
+from dlfm.models.space import LogUniform
 from dlfm.models.base import Recommender
 
 
@@ -73,6 +74,8 @@ class BaselineModel(Recommender):
 
     name = "baseline"
     supports_new_users = True
+
+    search_space = {"reg_user": LogUniform(1.0, 100.0), "reg_item": LogUniform(1.0, 100.0)}
 
     def __init__(self, reg_user: float = 15.0, reg_item: float = 10.0, n_epochs: int = 10) -> None:
         self.reg_user = reg_user
