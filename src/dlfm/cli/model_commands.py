@@ -207,7 +207,8 @@ def run_cv(args: argparse.Namespace) -> int:
         folds, _ = select_folds(args, 0 if args.seed is None else args.seed)
     folds = _warn_small(_only_fold(folds, args.fold))
     if is_main_process():
-        print(f"dlfm cv: {args.model} on {args.source} ({args.folds} folds) params={params}", file=sys.stderr)
+        scheme = "one given split" if args.folds == "given" else f"{args.folds} folds"
+        print(f"dlfm cv: {args.model} on {args.source} ({scheme}) params={params}", file=sys.stderr)
 
     def show(record: dict[str, Any]) -> None:
         if not is_main_process():
@@ -415,7 +416,8 @@ def predict_table(model: Any, users: list[str], items: list[str], *, samples: in
     n = len(u)
     chunk = max(1, 2_000_000 // samples) if samples else 200_000
     columns: dict[str, list[np.ndarray]] = {}
-    with tqdm(total=n, desc="predict", unit="pair", disable=not progress or n <= chunk, dynamic_ncols=True) as bar:
+    with tqdm(total=n, desc="predict", unit="pair", disable=True if not progress or n <= chunk else None,
+              dynamic_ncols=True) as bar:  # None: no bar where stderr is not a terminal
         for start in range(0, n, chunk):
             uu, ii = u[start:start + chunk], i[start:start + chunk]
             if samples:

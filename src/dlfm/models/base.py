@@ -184,7 +184,7 @@ class Recommender:
         flat columns of a table: ``user`` (raw ids), ``rank`` (1-based), ``item`` (raw ids)
         and ``score``; a user with fewer than ``k`` unseen items gets fewer rows.
         ``chunk_pairs`` bounds the (user, item) pairs scored at once; ``progress`` shows a
-        bar on standard error.
+        bar on standard error when it is a terminal.
 
         Raises:
             UnknownIdError: for a user the model has no training rating of.
@@ -206,7 +206,7 @@ class Recommender:
         out_users, out_ranks, out_items, out_scores = [], [], [], []
         from tqdm import tqdm
 
-        with tqdm(total=len(idx), desc="recommend", unit="user", disable=not progress or len(idx) <= step,
+        with tqdm(total=len(idx), desc="recommend", unit="user", disable=True if not progress or len(idx) <= step else None,
                   dynamic_ncols=True) as bar:
             for start in range(0, len(idx), step):
                 chunk = idx[start:start + step]
