@@ -78,7 +78,11 @@ def model_class(name: str) -> type[Recommender]:
     try:
         return MODELS[name]
     except KeyError:
-        raise ConfigError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
+        import difflib
+
+        close = difflib.get_close_matches(str(name).lower(), list(MODELS), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}? Known" if close else "; known"
+        raise ConfigError(f"unknown model {name!r}{hint}: {', '.join(MODELS)}") from None
 
 
 def create(name: str, **params: Any) -> Recommender:
