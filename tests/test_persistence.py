@@ -45,16 +45,106 @@ def test_truncated_and_garbage_files(tmp_path, tiny):
         Recommender.load(tmp_path / "missing.dlfm")
 
 
-def test_newer_format_version_says_so(tmp_path):
-    path = tmp_path / "new.dlfm"
-    save_payload(path, {"model": "mean"}, {})
+def _write_raw(path, payload: dict, version: int, kind: str = "dlfm-model") -> None:
+    """A model file with any archive content behind a valid header and checksum."""
+    import hashlib
+    import io
+
     import torch
 
-    payload = torch.load(path, weights_only=True)
-    payload["format_version"] = FORMAT_VERSION + 1
-    torch.save(payload, path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    prefix = f"%DLFM {kind} v{version} sha256=".encode()
+    body = buffer.getvalue()
+    path.write_bytes(prefix + hashlib.sha256(prefix + body).hexdigest().encode() + b"\n" + body)
+
+
+def test_newer_format_version_says_so(tmp_path):
+    path = tmp_path / "new.dlfm"
+    _write_raw(path, {"format": "dlfm-model", "format_version": FORMAT_VERSION + 1, "meta": "{}", "tensors": {}},
+               FORMAT_VERSION + 1)
     with pytest.raises(ModelFileError, match="newer"):
         load_payload(path)
+
+
+@pytest.mark.parametrize("version", [-5, 0, True, 2.0, "2", None])
+def test_a_format_version_that_is_not_a_positive_integer_is_corrupt(tmp_path, version):
+    path = tmp_path / "odd.dlfm"
+    _write_raw(path, {"format": "dlfm-model", "format_version": version, "meta": "{}", "tensors": {}}, FORMAT_VERSION)
+    with pytest.raises(ModelFileError, match="corrupt.*format version"):
+        load_payload(path)
+
+
+def test_metadata_nested_200000_deep_is_corrupt_not_a_recursion_error(tmp_path):
+    path = tmp_path / "deep.dlfm"
+    meta = "[" * 200_000 + "]" * 200_000
+    _write_raw(path, {"format": "dlfm-model", "format_version": FORMAT_VERSION, "meta": meta, "tensors": {}},
+               FORMAT_VERSION)
+    with pytest.raises(ModelFileError, match="corrupt.*nests too deeply"):
+        load_payload(path)
+
+
+def test_format_version_1_files_still_load(tmp_path, tiny):
+    """A file of format version 1 is the bare archive, without header or checksum."""
+    import io
+
+    import torch
+
+    model = create("baseline").fit(tiny)
+    path = tmp_path / "m.dlfm"
+    model.save(path)
+    body = io.BytesIO(path.read_bytes().split(b"\n", 1)[1])
+    payload = torch.load(body, weights_only=True)
+    payload["format_version"] = 1
+    torch.save(payload, path)
+    assert Recommender.load(path).predict("a", "x") == model.predict("a", "x")
+
+
+def test_every_single_bit_flip_is_refused_as_corrupt(tmp_path, tiny):
+    """Flip each bit of a sample of positions spread over the whole file (header, archive
+    headers, metadata, weights, the zip directory): every one is refused, saying "corrupt"."""
+    model = create("baseline").fit(tiny)
+    path = tmp_path / "m.dlfm"
+    model.save(path)
+    data = path.read_bytes()
+    rng = __import__("numpy").random.default_rng(0)
+    positions = sorted(set(range(0, 100)) | set(rng.integers(0, len(data), 300).tolist()) | set(range(len(data) - 30, len(data))))
+    for position in positions:
+        flipped = bytearray(data)
+        flipped[position] ^= 1 << int(rng.integers(0, 8))
+        (tmp_path / "f.dlfm").write_bytes(bytes(flipped))
+        with pytest.raises(ModelFileError, match="corrupt"):
+            Recommender.load(tmp_path / "f.dlfm")
+
+
+@pytest.mark.parametrize("content, what", [
+    (b'{"model": "dlf", "params": {}}', "JSON"),
+    (b"user,item,rating\n1,2,3\n", "text"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "PNG"),
+    (b"", "empty"),
+])
+def test_a_file_that_is_not_a_model_is_called_so_without_pickle_talk(tmp_path, content, what):
+    path = tmp_path / "not-a-model.dlfm"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError) as caught:
+        Recommender.load(path)
+    message = str(caught.value)
+    assert "not a dlfm model file" in message and what in message
+    assert "pickle" not in message and "weights_only" not in message
+
+
+def test_a_folder_given_as_a_model_is_called_a_directory(tmp_path):
+    with pytest.raises(ModelFileError, match="is a directory"):
+        Recommender.load(tmp_path)
+
+
+def test_a_refused_pickle_does_not_paste_torchs_hint(tmp_path):
+    path = tmp_path / "evil.dlfm"
+    with open(path, "wb") as handle:
+        pickle.dump({"x": _Payload(str(tmp_path / "marker"))}, handle)
+    with pytest.raises(ModelFileError) as caught:
+        Recommender.load(path)
+    assert "weights_only" not in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_atomic_write_keeps_old_file_on_crash(tmp_path):
