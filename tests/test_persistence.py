@@ -170,3 +170,122 @@ def test_dlfm_predict_refuses_a_pickle_payload_and_runs_nothing(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "refused" in proc.stderr and "Traceback" not in proc.stderr
     assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------- outputs that are not regular files
+def _char_device(tmp_path):
+    """A null device of our own (never the system's /dev nodes): ``mknod DIR/null c 1 3``."""
+    import stat
+
+    path = tmp_path / "null"
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+    return path
+
+
+def test_writing_onto_a_character_device_leaves_it_a_device(tmp_path):
+    import stat
+
+    from dlfm.persistence import write_json
+
+    device = _char_device(tmp_path)
+    write_json(device, {"x": 1})
+    with atomic_write(device) as handle:
+        handle.write(b"model bytes")
+    assert stat.S_ISCHR(os.stat(device).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]  # no temporary left beside it
+
+
+def test_a_model_saved_onto_a_character_device_leaves_it_a_device(tmp_path, tiny):
+    import stat
+
+    device = _char_device(tmp_path)
+    create("baseline").fit(tiny).save(device)
+    assert stat.S_ISCHR(os.stat(device).st_mode)
+
+
+def test_a_fifo_receives_the_bytes(tmp_path):
+    import threading
+
+    from dlfm.persistence import write_json
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def read() -> None:
+        with open(fifo, "rb") as handle:
+            received.append(handle.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    writer = threading.Thread(target=write_json, args=(fifo, {"rmse": 0.9}), daemon=True)
+    writer.start()
+    writer.join(10)
+    reader.join(10)
+    assert not writer.is_alive() and not reader.is_alive()
+    assert received == [b'{\n  "rmse": 0.9\n}\n']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_a_symlink_stays_a_link_and_its_target_is_replaced(tmp_path):
+    target = tmp_path / "real.txt"
+    target.write_text("old")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    with atomic_write(link, "w") as handle:
+        handle.write("new")
+    assert link.is_symlink() and target.read_text() == "new"
+    dangling = tmp_path / "dangling.txt"
+    dangling.symlink_to(tmp_path / "made.txt")
+    with atomic_write(dangling, "w") as handle:
+        handle.write("made")
+    assert dangling.is_symlink() and (tmp_path / "made.txt").read_text() == "made"
+
+
+def test_stale_temporaries_of_a_killed_writer_are_cleaned(tmp_path):
+    """A SIGKILL mid-write leaves ``.NAME.PID-XXXX.tmp``; the next write of the same target
+    removes it when that process is gone, and leaves other targets' and live writers' alone."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    stale = tmp_path / f".out.json.{pid}-abc123.tmp"
+    live = tmp_path / f".out.json.{os.getppid()}-abc123.tmp"
+    other = tmp_path / f".other.json.{pid}-abc123.tmp"
+    for path in (stale, live, other):
+        path.write_text("half")
+    with atomic_write(tmp_path / "out.json", "w") as handle:
+        handle.write("{}")
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_a_block_device_is_refused(tmp_path):
+    import stat
+
+    from dlfm.persistence import FileWriteError
+
+    path = tmp_path / "disk"
+    try:
+        os.mknod(path, stat.S_IFBLK | 0o600, os.makedev(7, 200))
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+    with pytest.raises(FileWriteError, match="block device"):
+        with atomic_write(path) as handle:
+            handle.write(b"x")
+    assert stat.S_ISBLK(os.stat(path).st_mode)
+
+
+def test_json_is_strict_and_says_why_a_value_is_null():
+    import json
+
+    from dlfm.persistence import dumps_json
+
+    text = dumps_json({"rmse": float("nan"), "scores": [1.0, float("inf")], "nested": {"x": float("-inf")}, "n": 3})
+    doc = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON constant {name}"))
+    assert doc["rmse"] is None and doc["scores"] == [1.0, None] and doc["nested"]["x"] is None
+    assert doc["null_reasons"] == {"rmse": "NaN", "scores[1]": "Infinity"}
+    assert doc["nested"]["null_reasons"] == {"x": "-Infinity"}

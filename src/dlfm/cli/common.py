@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
 from dlfm.data.ratings import Ratings
@@ -82,11 +80,8 @@ def is_main_process() -> bool:
 
 
 def emit_json(path: str | None, obj: Any) -> None:
+    """Write ``obj`` as strict JSON to ``path`` (``-``: stdout); NaN becomes null with a reason."""
     if not path or not is_main_process():
-        return
-    if path == "-":
-        json.dump(obj, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
         return
     from dlfm.persistence import write_json
 
