@@ -10,8 +10,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from dlfm.data.ratings import Ratings
-from dlfm.errors import ConfigError
 from dlfm.models.base import Recommender
+from dlfm.models.params import Param, size_param
 
 
 def take_or_zero(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -73,17 +73,16 @@ class BaselineModel(Recommender):
 
     name = "baseline"
     supports_new_users = True
+    hyper_parameters = (
+        Param("reg_user", float, "λ_u, the penalty on user biases", low=0),
+        Param("reg_item", float, "λ_i, the penalty on item biases", low=0),
+        size_param("n_epochs", "ALS sweeps", high=10_000),
+    )
 
     def __init__(self, reg_user: float = 15.0, reg_item: float = 10.0, n_epochs: int = 10) -> None:
         self.reg_user = reg_user
         self.reg_item = reg_item
         self.n_epochs = n_epochs
-
-    def _validate_params(self) -> None:
-        if self.reg_user < 0 or self.reg_item < 0:
-            raise ConfigError("reg_user and reg_item must be non-negative")
-        if self.n_epochs < 1:
-            raise ConfigError("n_epochs must be at least 1")
 
     def _fit(self, train: Ratings, validation: Ratings | None) -> None:
         self.user_bias_, self.item_bias_ = als_biases(train, self.reg_user, self.reg_item, self.n_epochs)
