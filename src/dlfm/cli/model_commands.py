@@ -182,6 +182,10 @@ def run_train(args: argparse.Namespace) -> int:
     if launched is not None:
         return launched
     params = model_params(args)
+    if args.checkpoint_dir:
+        from dlfm.training.checkpoint import check_directory
+
+        check_directory(args.checkpoint_dir)  # before reading data and training, not after an epoch
     ratings = load_source(args)
     transform = binarizer(args)
     if transform is not None:

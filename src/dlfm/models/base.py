@@ -329,6 +329,20 @@ class Recommender:
     def _extra_meta(self) -> dict[str, Any]:
         return {}
 
+    @staticmethod
+    def _expect_shapes(tensors: Mapping[str, Any], shapes: Mapping[str, tuple[int | None, ...]]) -> None:
+        """Raise ``ValueError`` unless each named tensor is a float array of the given shape
+        (``None``: any length on that axis)
+        — for :meth:`_set_state`, before a model indexes arrays read from a file."""
+        for name, shape in shapes.items():
+            if name not in tensors:
+                raise KeyError(f"state.{name}")
+            got = tuple(tensors[name].shape)
+            if len(got) != len(shape) or any(want is not None and want != have for want, have in zip(shape, got)):
+                raise ValueError(f"{name} has shape {got}, not {tuple('any' if w is None else w for w in shape)}")
+            if not tensors[name].is_floating_point():
+                raise ValueError(f"{name} is not a float array")
+
     def save(self, path: Any) -> None:
         """Write one self-contained file: weights, configuration, vocabularies, the training
         ratings, and a model card. Atomic: a crash leaves any previous file intact."""
@@ -392,6 +406,8 @@ class Recommender:
             model._set_state(state, meta.get("extra", {}))
         except ModelFileError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"{path}: corrupt or incomplete model file ({type(exc).__name__}: {exc})") from None
+        except KeyError as exc:
+            raise ModelFileError(f"{path}: the file is corrupt or incomplete (it lacks {exc})") from None
+        except (TypeError, ValueError, IndexError, RuntimeError) as exc:
+            raise ModelFileError(f"{path}: the file is corrupt or was edited ({str(exc)[:300]})") from None
         return model

@@ -101,5 +101,6 @@ class BaselineModel(Recommender):
         return {"user_bias": self.user_bias_, "item_bias": self.item_bias_}
 
     def _set_state(self, tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+        self._expect_shapes(tensors, {"user_bias": (self.train_.n_users,), "item_bias": (self.train_.n_items,)})
         self.user_bias_ = tensors["user_bias"].numpy()
         self.item_bias_ = tensors["item_bias"].numpy()

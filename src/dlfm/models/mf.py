@@ -329,6 +329,15 @@ class MatrixFactorization(Recommender):
                 "user_priors": self.user_priors_, "item_sample_bias": self.item_sample_bias_}
 
     def _set_state(self, tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+        n_users, n_items, dim = self.train_.n_users, self.train_.n_items, self._dim()
+        self._expect_shapes(tensors, {"user_factors": (n_users, None), "item_factors": (n_items, None),
+                                      "user_bias": (n_users,), "item_bias": (n_items,),
+                                      "user_priors": (None, 2, dim), "item_sample_bias": (n_items, None)})
+        sweeps = tensors["user_priors"].shape[0]
+        width = self.n_factors * max(1, sweeps)
+        if tensors["user_factors"].shape[1] != width or tensors["item_factors"].shape[1] != width \
+                or tensors["item_sample_bias"].shape[1] != sweeps:
+            raise ValueError(f"its factors do not fit n_factors={self.n_factors} and {sweeps} sweeps")
         for key in ("user_factors", "item_factors", "user_bias", "item_bias", "user_priors", "item_sample_bias"):
             setattr(self, key + "_", tensors[key].numpy())
         self.noise_ = float(meta.get("noise", 0.0))

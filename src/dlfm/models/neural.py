@@ -46,6 +46,25 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _check_weights(build: Any, weights: Mapping[str, torch.Tensor]) -> None:
+    """Raise ``ValueError`` unless ``weights`` have exactly the names, shapes and types of the
+    network ``build()`` makes, checked on PyTorch's "meta" device: nothing is allocated, so
+    parameters edited to ask for a huge network cost nothing."""
+    with torch.device("meta"):
+        skeleton = build()
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
+    found = {k: (tuple(v.shape), v.dtype) for k, v in weights.items()}
+    if expected == found:
+        return
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    if missing or extra:
+        raise ValueError(f"its weights do not fit its parameters (missing {missing[:3]}, unexpected {extra[:3]})")
+    name = next(k for k in expected if expected[k] != found[k])
+    raise ValueError(f"its weights do not fit its parameters ({name}: {found[name][0]} {found[name][1]} in the "
+                     f"file, {expected[name][0]} {expected[name][1]} for its parameters)")
+
+
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Seed torch's global generator inside the block only (no global seeding leaks out)."""
@@ -279,8 +298,9 @@ class NeuralFactorModel(Recommender):
         directory = getattr(self, "_checkpoint_dir", None)
         if directory is None:
             return None, None
-        from dlfm.training.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+        from dlfm.training.checkpoint import check_directory, fingerprint, load_checkpoint, save_checkpoint
 
+        check_directory(directory)
         params = {k: v for k, v in self.get_params().items() if k not in ("verbose", "device")}
         key = fingerprint(params, train.users, train.items, train.ratings)
         start = None
@@ -508,8 +528,9 @@ class NeuralFactorModel(Recommender):
         self.likelihood_ = from_state(self.likelihood, float(meta["likelihood_offset"]))
         self.noise_std_ = float(meta["noise_std"])
         self.best_epoch_ = int(meta.get("best_epoch", 0))
-        self.network_ = self._build_network(self.train_.n_users, self.train_.n_items)
         weights = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
+        _check_weights(lambda: self._build_network(self.train_.n_users, self.train_.n_items), weights)
+        self.network_ = self._build_network(self.train_.n_users, self.train_.n_items)
         self.network_.load_state_dict(weights)
         self.network_.to(self.device_).eval()
         self._use_incidence(Incidence(self.train_, self.center_))
