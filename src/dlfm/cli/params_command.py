@@ -23,7 +23,9 @@ def run_params(args: argparse.Namespace) -> int:
     cls = model_class(args.model)
     specs = cls.param_specs()
     defaults = cls.param_defaults()
-    if not specs:
+    if args.json_path == "-":
+        pass  # stdout is the JSON alone
+    elif not specs:
         print(f"model {args.model!r} has no hyper-parameters")
     else:
         rows = table(specs.values(), defaults)
