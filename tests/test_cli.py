@@ -167,3 +167,36 @@ def test_json_to_dev_stdout_prints_the_json(tmp_path):
     assert proc.returncode == 0, proc.stderr
     start = proc.stdout.index("{")
     assert json.loads(proc.stdout[start:])["ratings"] == 200
+
+
+def test_a_checkpoint_dir_that_is_a_file_fails_before_training(tmp_path, capsys, monkeypatch):
+    from dlfm.models import neural
+
+    path = tmp_path / "r.csv"
+    write_ratings(synthetic(30, 20, 200, seed=0), path)
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setattr(neural.NeuralFactorModel, "_fit", lambda *a: pytest.fail("training started"))
+    for where, message in ((tmp_path / "file", "is a file"), (tmp_path / "file" / "sub", "which is a file")):
+        code, _, err = run(["train", str(path), "--model", "dlf", "--checkpoint-dir", str(where), "-o",
+                            str(tmp_path / "m.dlfm")], capsys)
+        assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "m.dlfm").exists()
+
+
+def test_dlfm_predict_of_a_json_file_says_it_is_not_a_model(tmp_path, capsys):
+    (tmp_path / "m.json").write_text('{"model": "dlf"}')
+    code, _, err = run(["predict", str(tmp_path / "m.json"), "--user", "1", "--item", "2"], capsys)
+    assert code == 2 and "not a dlfm model file" in err and "pickle" not in err
+    code, _, err = run(["predict", str(tmp_path), "--user", "1", "--item", "2"], capsys)
+    assert code == 2 and "is a directory" in err
+
+
+def test_bad_params_on_the_command_line_are_one_line_errors(tmp_path, capsys):
+    path = tmp_path / "r.csv"
+    write_ratings(synthetic(30, 20, 200, seed=0), path)
+    for model, pair in (("dlf", "lr=nan"), ("dlf", "weight_decay=nan"), ("dlf", "seed=-1"),
+                        ("dlf", "seed=99999999999999999999999"), ("baseline", "reg_user=nan"), ("mf", "reg=nan"),
+                        ("mf", "noise=nan"), ("dlf", "hidden=2.5")):
+        code, _, err = run(["train", str(path), "--model", model, "--param", pair, "-o", str(tmp_path / "m.dlfm")], capsys)
+        assert code == 2 and err.count("\n") == 1 and f"dlfm params {model}" in err, (pair, err)
+    assert not (tmp_path / "m.dlfm").exists()
