@@ -289,3 +289,12 @@ def test_json_is_strict_and_says_why_a_value_is_null():
     assert doc["rmse"] is None and doc["scores"] == [1.0, None] and doc["nested"]["x"] is None
     assert doc["null_reasons"] == {"rmse": "NaN", "scores[1]": "Infinity"}
     assert doc["nested"]["null_reasons"] == {"x": "-Infinity"}
+
+
+def test_a_model_saved_to_dash_goes_to_stdout_and_loads_back(tmp_path, tiny, capsysbinary):
+    model = create("baseline").fit(tiny)
+    model.save("-")
+    data = capsysbinary.readouterr().out
+    assert data.startswith(b"%DLFM dlfm-model v2 sha256=") and not (tmp_path / "-").exists()
+    (tmp_path / "m.dlfm").write_bytes(data)
+    assert Recommender.load(tmp_path / "m.dlfm").predict("a", "x") == model.predict("a", "x")

@@ -142,8 +142,8 @@ def _write_through(target: Path, mode: str) -> Iterator[Any]:
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file beside ``path``; on success fsync and rename it over ``path``.
 
-    What is not a regular file is never replaced: a character device, FIFO, socket, or this
-    process's own stdout/stderr (``/dev/stdout``) is written in place; for a symlink the file
+    What is not a regular file is never replaced: ``-`` (standard output), a character
+    device, FIFO, socket, or this process's own stdout/stderr (``/dev/stdout``) is written in place; for a symlink the file
     it points to is replaced (the link stays a link). Temporary files of ``path`` left by a
     killed writer are removed.
 
@@ -151,6 +151,14 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any
         FileWriteError: the file cannot be written (the previous file, if any, is intact), or
             ``path`` is a folder or a block device.
     """
+    if str(path) == "-":  # standard output, as a stream
+        stream = sys.stdout.buffer if "b" in mode else sys.stdout
+        try:
+            yield stream
+            stream.flush()
+        except OSError as exc:
+            raise _write_error(Path("<stdout>"), exc) from None
+        return
     target = Path(path)
     if _writes_through(target):
         with _write_through(target, mode) as handle:
@@ -247,10 +255,6 @@ def dumps_json(obj: Any) -> str:
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as strict JSON (:func:`dumps_json`); ``-`` is standard output."""
-    if str(path) == "-":
-        sys.stdout.write(dumps_json(obj))
-        sys.stdout.flush()
-        return
     write_text(path, dumps_json(obj))
 
 
@@ -287,10 +291,18 @@ def save_payload(path: str | os.PathLike[str], meta: Mapping[str, Any], tensors:
     torch.save(payload, buffer)
     body = buffer.getvalue()
     prefix = _header_prefix(kind, FORMAT_VERSION)
-    digest = hashlib.sha256(prefix + body).hexdigest().encode()
+    digest = _sha256(prefix, body)
     with atomic_write(path) as handle:
         handle.write(prefix + digest + b"\n")
         handle.write(body)
+
+
+def _sha256(*parts: bytes | memoryview) -> bytes:
+    """The hex SHA-256 of the concatenated ``parts`` (without concatenating them)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest().encode()
 
 
 def _looks_like_magic(head: bytes) -> bool:
@@ -342,9 +354,9 @@ def load_payload(path: str | os.PathLike[str], *, kind: str = FORMAT) -> tuple[d
         raise ModelFileError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     header = _HEADER.match(data[:_HEADER_MAX])
     if header is not None:
-        body = data[header.end():]
+        body = memoryview(data)[header.end():]
         prefix = data[:header.start(3)]
-        if hashlib.sha256(prefix + body).hexdigest().encode() != header.group(3):
+        if _sha256(prefix, body) != header.group(3):
             raise ModelFileError(f"{path}: the file is corrupt (its content does not match its SHA-256 checksum)")
         if header.group(1).decode() != kind:
             raise ModelFileError(f"{path}: is a {header.group(1).decode()} file, not a dlfm {what} file")
