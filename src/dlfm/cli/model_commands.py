@@ -94,8 +94,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", default="official", help="official (u1-u5), a fold name (u1, ua, ub), or kfold")
     p.add_argument("--k", type=int, default=5, help="number of folds for --folds kfold (default 5)")
     p.add_argument("--fold", type=int, help="run only the N-th fold (1-based)")
+    p.add_argument("--tune", type=int, default=0, metavar="TRIALS",
+                   help="nested tuning: search TRIALS configurations inside each fold, on a validation part of "
+                        "that fold's training ratings, then refit with the best (see `dlfm tune`)")
+    p.add_argument("--tune-timeout", type=float, metavar="SECONDS", help="stop each fold's search after SECONDS")
     add_json_option(p)
     p.set_defaults(handler=run_cv)
+
+    p = sub.add_parser("tune", help="search a model's hyper-parameters on a validation part (Optuna)",
+                       description="Search the model's declared space with Optuna's TPE sampler and median "
+                                   "pruning, on a validation part carved from the given ratings; prints and saves "
+                                   "the best configuration. --param values are held fixed.")
+    add_data_options(p)
+    add_model_options(p)
+    p.add_argument("--trials", type=int, default=20, help="number of configurations (default 20)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop the search after SECONDS")
+    p.add_argument("--validation-ratio", type=float, default=0.1,
+                   help="share of the ratings held out to score each configuration (default 0.1)")
+    add_json_option(p)
+    p.set_defaults(handler=run_tune)
 
     p = sub.add_parser("train", help="fit a model on a whole data set and save it",
                        description="Fit a model on all ratings of a data set or file and save it to one file.")
@@ -162,7 +179,11 @@ def run_cv(args: argparse.Namespace) -> int:
         print(f"  {record['fold']}: RMSE {record['rmse']:.4f}  MAE {record['mae']:.4f}  "
               f"fit {record['fit_seconds']:.1f}s", file=sys.stderr, flush=True)
 
-    result = cross_validate(args.model, params, folds, dataset=args.source, on_fold=show, transform=binarizer(args))
+    if args.tune < 0:
+        raise ConfigError(f"--tune must be 0 or more trials, not {args.tune}")
+    result = cross_validate(args.model, params, folds, dataset=args.source, seed=args.seed, tune_trials=args.tune,
+                            tune_timeout=args.tune_timeout, on_fold=show, on_trial=_show_trial(args),
+                            transform=binarizer(args))
     result["folds_scheme"] = args.folds
     if args.binarize is not None:
         result["binarize"] = args.binarize
@@ -171,6 +192,39 @@ def run_cv(args: argparse.Namespace) -> int:
     rows.append(["mean", *[result["mean"].get(m, float("nan")) for m in metrics], ""])
     rows.append(["std", *[result["std"].get(m, float("nan")) for m in metrics], ""])
     print(format_table(["fold", *metrics, "n_test"], rows))
+    emit_json(args.json_path, result)
+    return 0
+
+
+def _show_trial(args: argparse.Namespace) -> Any:
+    """A one-line report per finished tuning trial (on stderr; silent with --quiet)."""
+    def show(record: dict[str, Any]) -> None:
+        if args.quiet or not is_main_process():
+            return
+        value = f"{record['value']:.4f}" if record["state"] == "complete" else "pruned"
+        print(f"    trial {record['number']}: {value}  {record['params']}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from dlfm.evaluation.tuning import tune
+
+    params = model_params(args)
+    if not 0.0 < args.validation_ratio < 1.0:
+        raise ConfigError(f"--validation-ratio must be between 0 and 1, not {args.validation_ratio}")
+    ratings = load_source(args)
+    transform = binarizer(args)
+    if transform is not None:
+        ratings = transform(ratings)
+    result = tune(args.model, ratings, fixed=params, trials=args.trials, timeout=args.timeout,
+                  seed=0 if args.seed is None else args.seed, validation_ratio=args.validation_ratio,
+                  on_trial=_show_trial(args))
+    result["dataset"] = args.source
+    best = result["best_params"]
+    print(f"best {result['metric']} {result['best_value']:.4f} (trial {result['best_trial']} of {result['n_trials']}, "
+          f"{result['n_pruned']} pruned, {result['seconds']:.0f} s)")
+    print("  " + " ".join(f"--param {k}={v}" for k, v in best.items() if k not in ("verbose", "device")))
     emit_json(args.json_path, result)
     return 0
 

@@ -37,7 +37,7 @@ from dlfm.data.ratings import Ratings
 from dlfm.data.splits import Fold
 from dlfm.errors import ConfigError
 from dlfm.evaluation import surprise_bridge
-from dlfm.evaluation.cv import fit_and_score
+from dlfm.evaluation.cv import fit_and_score, summarize
 
 #: dlfm's models in table order; a name not registered yet is skipped with a note
 DLFM_METHODS: tuple[str, ...] = ("mean", "baseline", "pmf", "mf", "dlf", "vdlf")
@@ -222,22 +222,6 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def _summarize(records: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float]]:
-    """Mean and (population) standard deviation over the folds of every finite numeric field."""
-    numeric = [{k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-                and math.isfinite(v)} for r in records]
-    keys: list[str] = []
-    for r in numeric:
-        keys += [k for k in r if k not in keys]
-    mean: dict[str, float] = {}
-    std: dict[str, float] = {}
-    for key in keys:
-        values = [r[key] for r in numeric if key in r]
-        mean[key] = float(np.mean(values))
-        std[key] = float(np.std(values))
-    return mean, std
-
-
 def _fit_dlfm(method: Method, fold: Fold, seed: int | None) -> tuple[dict[str, Any], Any]:
     from dlfm.models import create, model_class
 
@@ -376,9 +360,11 @@ def run_benchmark(
                 models.pop(method.name, None)
                 bar.update(len(folds) - len(records))
                 continue
-            mean, std = _summarize(records)
+            mean, std, counted = summarize(records)
             entry: dict[str, Any] = {"source": method.source, "params": _params_of(method, models.get(method.name)),
                                      "folds": records, "mean": mean, "std": std}
+            if counted:
+                entry["folds_counted"] = counted
             kept[method.name] = entry
             if not progress:
                 say(f"  {method.name}: RMSE {mean['rmse']:.4f} ± {std['rmse']:.4f}  MAE {mean['mae']:.4f}  "

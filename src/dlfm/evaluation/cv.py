@@ -7,6 +7,7 @@ mean and standard deviation of every numeric field over the folds.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable, Iterable
 
@@ -45,12 +46,29 @@ def fit_and_score(model: Any, train: Ratings, test: Ratings, n_unknown: int) -> 
     return record
 
 
-def summarize(records: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float]]:
-    """Mean and (population) standard deviation of each numeric field over the folds."""
-    keys = [k for k in records[0] if k != "fold" and isinstance(records[0][k], (int, float))]
-    mean = {k: float(np.mean([r[k] for r in records if k in r])) for k in keys}
-    std = {k: float(np.std([r[k] for r in records if k in r])) for k in keys}
-    return mean, std
+def summarize(records: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float], dict[str, int]]:
+    """Mean and (population) standard deviation over the folds of every numeric field, and
+    for the fields some fold lacks, the number of folds they were computed on.
+
+    One rule, used by ``cv`` and ``benchmark`` alike: a fold whose value is not finite (e.g.
+    the AUC of a fold with one class) is left out of that field's mean and std (NaN when no
+    fold has a finite value), and the third dictionary says how many folds remained.
+    """
+    numeric = [{k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                and k != "fold"} for r in records]
+    keys: list[str] = []
+    for r in numeric:
+        keys += [k for k in r if k not in keys]
+    mean: dict[str, float] = {}
+    std: dict[str, float] = {}
+    counted: dict[str, int] = {}
+    for key in keys:
+        values = [r[key] for r in numeric if key in r and math.isfinite(r[key])]
+        mean[key] = float(np.mean(values)) if values else math.nan
+        std[key] = float(np.std(values)) if values else math.nan
+        if len(values) < len(records):
+            counted[key] = len(values)
+    return mean, std, counted
 
 
 def cross_validate(
@@ -59,19 +77,55 @@ def cross_validate(
     folds: Iterable[Fold],
     *,
     dataset: str = "",
+    seed: int | None = None,
+    tune_trials: int = 0,
+    tune_timeout: float | None = None,
     on_fold: Callable[[dict[str, Any]], None] | None = None,
+    on_trial: Callable[[dict[str, Any]], None] | None = None,
     transform: Callable[[Ratings], Ratings] | None = None,
 ) -> dict[str, Any]:
-    """Run ``model_name`` with ``params`` over ``folds``; returns the ``cv`` JSON document."""
+    """Run ``model_name`` with ``params`` over ``folds``; returns the ``cv`` JSON document.
+
+    The document records what reproduces it: the full effective parameters (defaults
+    included), the seed, the folds' names and the versions. With ``tune_trials > 0`` the
+    search of :func:`dlfm.evaluation.tuning.tune` runs *inside* each fold (nested: fold k's
+    search sees fold k's training part only) over the parameters not given in ``params``,
+    the model is refitted on the whole training part with the best ones, and each fold's
+    record carries its chosen parameters (``tuned``) and search summary.
+    """
     records = []
+    effective: dict[str, Any] | None = None
     for fold in folds:
         train, test = fold.train, fold.test
         if transform is not None:
             train, test = transform(train), transform(test)
-        record = {"fold": fold.name, **fit_and_score(create(model_name, **params), train, test, fold.n_unknown)}
+        fold_params = dict(params)
+        search = None
+        if tune_trials > 0:
+            from dlfm.evaluation.tuning import tune
+
+            search = tune(model_name, train, fixed=params, trials=tune_trials, timeout=tune_timeout,
+                          seed=0 if seed is None else seed, on_trial=on_trial)
+            fold_params = dict(search["best_params"])
+        model = create(model_name, **fold_params)
+        record = {"fold": fold.name, **fit_and_score(model, train, test, fold.n_unknown)}
+        if search is not None:
+            record["tuned"] = {k: v for k, v in fold_params.items() if k not in params}
+            record["tuning"] = {k: search[k] for k in ("metric", "best_value", "best_trial", "n_trials", "n_pruned",
+                                                         "n_fit", "n_validation", "seconds")}
+        else:
+            effective = model.get_params()
         records.append(record)
         if on_fold is not None:
             on_fold(record)
-    mean, std = summarize(records)
-    return {"dataset": dataset, "model": model_name, "params": params, "folds": records, "mean": mean,
-            "std": std, "versions": versions()}
+    mean, std, counted = summarize(records)
+    out = {"dataset": dataset, "model": model_name,
+           "params": effective if effective is not None else dict(params),
+           "given_params": dict(params), "seed": seed, "fold_names": [r["fold"] for r in records],
+           "folds": records, "mean": mean, "std": std, "versions": versions()}
+    if counted:
+        out["folds_counted"] = counted  # fields left out of the mean on some fold (not finite)
+    if tune_trials > 0:
+        out["tuning"] = {"trials": tune_trials, "timeout": tune_timeout, "protocol": "nested: each fold's search "
+                         "uses a validation part of that fold's training ratings only"}
+    return out

@@ -25,6 +25,7 @@ import numpy as np
 from dlfm.data.ratings import Ratings, Vocabulary
 from dlfm.errors import ConfigError, ModelFileError, TrainingError, UnknownIdError
 from dlfm.models.params import Param
+from dlfm.models.space import SearchSpace
 
 UnknownPolicy = Literal["fallback", "error"]
 
@@ -94,6 +95,8 @@ class Recommender:
     #: this class's own hyper-parameters (type, range, meaning; defaults are ``__init__``'s);
     #: a subclass lists only those its ``__init__`` adds (see :mod:`dlfm.models.params`)
     hyper_parameters: ClassVar[tuple[Param, ...]] = ()
+    #: what ``dlfm tune`` searches over (:mod:`dlfm.models.space`); empty: nothing to tune
+    search_space: ClassVar[SearchSpace] = {}
 
     # ------------------------------------------------------------------ parameters
     @classmethod

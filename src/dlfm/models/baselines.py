@@ -12,6 +12,7 @@ import numpy as np
 from dlfm.data.ratings import Ratings
 from dlfm.models.base import Recommender
 from dlfm.models.params import Param, size_param
+from dlfm.models.space import LogUniform
 
 
 def take_or_zero(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -78,6 +79,8 @@ class BaselineModel(Recommender):
         Param("reg_item", float, "λ_i, the penalty on item biases", low=0),
         size_param("n_epochs", "ALS sweeps", high=10_000),
     )
+
+    search_space = {"reg_user": LogUniform(1.0, 100.0), "reg_item": LogUniform(1.0, 100.0)}
 
     def __init__(self, reg_user: float = 15.0, reg_item: float = 10.0, n_epochs: int = 10) -> None:
         self.reg_user = reg_user

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.stats import norm, poisson
 
 from dlfm.models import register
-from dlfm.models.neural import NeuralFactorModel
-from dlfm.nn.likelihoods import poisson_draw, random_like
+from dlfm.models.neural import NeuralFactorModel, batch_mean
+from dlfm.nn.keyed import OBSERVATION, keyed_uniform
 from dlfm.training.batching import Batch
 
 
@@ -31,17 +32,18 @@ class DeepLatentFactorModel(NeuralFactorModel):
 
     def _loss(self, batch: Batch, user_codes: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
         eta = self.network_.decoder(user_codes, item_codes)[:, 0]
-        return self.likelihood_.nll(eta, batch.targets.to(eta.device)).mean()
+        return batch_mean(self.likelihood_.nll(eta, batch.targets.to(eta.device)))
 
-    def _distribution_indices(self, users: np.ndarray, items: np.ndarray, n_samples: int,
-                              generator: torch.Generator) -> torch.Tensor:
-        """The point prediction's likelihood: N(r̂, σ²) with σ the validation RMSE,
-        Bernoulli(p̂) or Poisson(λ̂)."""
-        mean = torch.as_tensor(self._mean_indices(users, items), dtype=torch.float32, device=self.device_)
-        mean = mean.unsqueeze(1).expand(-1, n_samples)
+    def _distribution_indices(self, users: np.ndarray, items: np.ndarray, n_samples: int, seed: int) -> torch.Tensor:
+        """The point prediction's likelihood: N(r̂, σ²) with σ the RMSE on the held-out
+        validation part, Bernoulli(p̂) or Poisson(λ̂), drawn by the inverse CDF of uniforms
+        keyed by (``seed``, user, item)."""
+        mean = self._mean_indices(users, items)
+        u = keyed_uniform(seed, OBSERVATION, np.stack([users, items], axis=1), n_samples)
         if self.likelihood == "gaussian":
-            noise = random_like("normal", mean, generator)
-            return mean + max(self.noise_std_, 1e-6) * noise
-        if self.likelihood == "bernoulli":
-            return (random_like("uniform", mean, generator) < mean).to(mean.dtype)
-        return poisson_draw(mean, generator)
+            draws = mean[:, None] + max(self.noise_std_, 1e-6) * norm.ppf(u)
+        elif self.likelihood == "bernoulli":
+            draws = (u < mean[:, None]).astype(np.float64)
+        else:
+            draws = poisson.ppf(u, mean[:, None])
+        return torch.from_numpy(draws)

@@ -42,6 +42,7 @@ import scipy.sparse as sp
 from dlfm.data.ratings import Ratings
 from dlfm.errors import TrainingError
 from dlfm.models.baselines import take_or_zero
+from dlfm.models.space import Choice, LogUniform, Uniform
 from dlfm.models.base import Recommender
 from dlfm.models.params import MAX_WIDTH, Param, seed_param, size_param
 
@@ -163,6 +164,8 @@ class MatrixFactorization(Recommender):
     """
 
     name = "mf"
+    search_space = {"n_factors": Choice((5, 10, 20, 50)), "reg": LogUniform(0.01, 1.0),
+                    "bias_reg": LogUniform(0.01, 1.0), "noise": Uniform(0.5, 2.0)}
     supports_new_users = True
     hyper_parameters = (
         size_param("n_factors", "latent dimension k", high=10_000),
@@ -319,7 +322,7 @@ class MatrixFactorization(Recommender):
                 rhs = rhs + penalty * prior_mean
             x = np.linalg.solve(z.T @ z + np.diag(penalty), rhs)
             pred = self.global_mean_ + take_or_zero(bias, target) + (x[k] if self.biased else 0.0)
-            pred[ok] += factors[target[ok]] @ x[:k]
+            pred[ok] += np.einsum("nk,k->n", factors[target[ok]], x[:k])  # per row: the same in any batch
             out += pred
         return np.clip(out / len(sweeps), *self.scale_)
 

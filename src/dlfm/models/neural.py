@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from dlfm.errors import ConfigError
 from dlfm.evaluation.metrics import interval_coverage, log_loss, roc_auc
 from dlfm.models.base import Recommender, UnknownPolicy
 from dlfm.models.params import Param, seed_param, size_param
+from dlfm.models.space import Choice, LogUniform, Uniform
 from dlfm.nn.encoders import ACTIVATIONS, INTERACTIONS, DeepLatentFactorNet
 from dlfm.nn.likelihoods import LIKELIHOODS, Likelihood, from_state, make_likelihood
 from dlfm.training.batching import REMOVALS, Batch, BlockSampler, Incidence, SideStructure, gather_rows, row_scale
@@ -71,6 +72,12 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+def batch_mean(losses: torch.Tensor) -> torch.Tensor:
+    """Mean loss of a batch; 0 (with gradients of 0) for the empty share a distributed process
+    may get of a small block, so that every process still takes the step."""
+    return losses.sum() / max(losses.numel(), 1)
 
 
 class NeuralFactorModel(Recommender):
@@ -148,6 +155,16 @@ class NeuralFactorModel(Recommender):
         Param("verbose", bool, "show a progress bar"),
         seed_param("seed of initialisation, dropout, batches and the validation split"),
     )
+    #: what ``dlfm tune`` searches (the shared settings of dlf and vdlf)
+    search_space = {
+        "lr": LogUniform(1e-3, 2e-2),
+        "weight_decay": LogUniform(0.02, 2.0),
+        "input_dropout": Uniform(0.1, 0.7),
+        "dropout": Uniform(0.1, 0.7),
+        "hidden": Choice((100, 200, 300)),
+        "latent": Choice((20, 50, 100)),
+        "lr_decay": Uniform(0.9, 1.0),
+    }
 
     def __init__(self, hidden: int = 200, latent: int = 50, decoder_hidden: int = 64, interaction: str = "both",
                  activation: str = "tanh", dropout: float = 0.5, input_dropout: float = 0.5,
@@ -196,9 +213,9 @@ class NeuralFactorModel(Recommender):
     def _loss(self, batch: Batch, user_codes: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _distribution_indices(self, users: np.ndarray, items: np.ndarray, n_samples: int,
-                              generator: torch.Generator) -> torch.Tensor:
-        """Samples of the predictive distribution, shape (n_pairs, n_samples)."""
+    def _distribution_indices(self, users: np.ndarray, items: np.ndarray, n_samples: int, seed: int) -> torch.Tensor:
+        """Samples of the predictive distribution, shape (n_pairs, n_samples); a pair's samples
+        are keyed by (``seed``, user, item) (:mod:`dlfm.nn.keyed`), whatever else is asked."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ validation of parameters
@@ -215,16 +232,19 @@ class NeuralFactorModel(Recommender):
             dropout=self.dropout, n_outputs=self._n_outputs())
 
     def fit(self, train: Ratings, *, validation: Ratings | None = None, checkpoint_dir: Any = None,
-            resume: bool = False) -> "NeuralFactorModel":
+            resume: bool = False, on_epoch: Callable[[dict[str, float]], None] | None = None) -> "NeuralFactorModel":
         """Fit; with ``checkpoint_dir`` a checkpoint is written atomically after every epoch,
         and ``resume=True`` continues from the one found there (see
-        :mod:`dlfm.training.checkpoint`)."""
+        :mod:`dlfm.training.checkpoint`). ``on_epoch(record)`` is called with each epoch's
+        record (``epoch``, ``train_loss``, validation metrics); an exception it raises stops
+        training (a tuner's pruning)."""
         self._checkpoint_dir = checkpoint_dir
         self._resume = resume
+        self._on_epoch = on_epoch
         try:
             return super().fit(train, validation=validation)  # type: ignore[return-value]
         finally:
-            self._checkpoint_dir, self._resume = None, False
+            self._checkpoint_dir, self._resume, self._on_epoch = None, False, None
 
     def _fit(self, train: Ratings, validation: Ratings | None) -> None:
         self.device_ = resolve_device(self.device)
@@ -254,9 +274,16 @@ class NeuralFactorModel(Recommender):
         monitor = "val_rmse" if self.likelihood == "gaussian" else "val_nll"
         objective = distributed.wrap(self.network_, step_loss, self.device_)
         with seeded(self.seed + 1 + rank):
-            start_state, on_epoch_end = self._checkpointing(train, optimizer, sampler)
+            start_state, checkpoint = self._checkpointing(train, optimizer, sampler)
             if rank != 0:
-                on_epoch_end = None
+                checkpoint = None
+            callback = getattr(self, "_on_epoch", None)
+
+            def on_epoch_end(state: Any) -> None:
+                if checkpoint is not None:
+                    checkpoint(state)
+                if callback is not None:
+                    callback(dict(state.history[-1]))
             state = loop.train(self.network_, lambda: iter(sampler), objective, validate, optimizer,
                                max_epochs=self.max_epochs,
                                patience=self.patience if validation is not None else self.max_epochs,
@@ -267,9 +294,14 @@ class NeuralFactorModel(Recommender):
         self.history_ = state.history
         self.best_epoch_ = state.best_epoch
         self.network_.eval()
-        # predictions read every training rating (the validation part included)
-        self._use_incidence(Incidence(train, self.center_) if fit_part is not train else self.incidence_)
+        # σ is calibrated on the validation ratings while the encoders still read the fitting
+        # part only (the validation ratings are held out); without a validation part, on the
+        # training ratings themselves (optimistic, and said so in the docstring)
+        self._use_incidence(self.incidence_)
         self.noise_std_ = self._estimate_noise(self._calibration_part(validation if validation is not None else train))
+        # predictions read every training rating (the validation part included)
+        if fit_part is not train:
+            self._use_incidence(Incidence(train, self.center_))
 
     def make_sampler(self, incidence: Incidence, shard: tuple[int, int] = (0, 1)) -> BlockSampler:
         """The training batches of this configuration over ``incidence``."""
@@ -308,12 +340,12 @@ class NeuralFactorModel(Recommender):
             restored = load_checkpoint(directory, network=self.network_, optimizer=optimizer, key=key)
             if restored is not None:
                 start, sampler_state, extra = restored
-                sampler.rng.bit_generator.state = sampler_state
+                sampler.set_state(sampler_state)
                 self._restore_checkpoint_extra(extra)
 
         def on_epoch_end(state: Any) -> None:
             save_checkpoint(directory, network=self.network_, optimizer=optimizer, loop_state=state,
-                            sampler_state=sampler.rng.bit_generator.state, extra=self._checkpoint_extra(), key=key)
+                            sampler_state=sampler.state(), extra=self._checkpoint_extra(), key=key)
 
         return start, on_epoch_end
 
@@ -405,7 +437,7 @@ class NeuralFactorModel(Recommender):
 
     def _decode(self, user_codes: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
         """Decoder output at the codes' point estimates (a variational model's posterior means)."""
-        return self.network_.decoder(self._latent(user_codes, False), self._latent(item_codes, False))
+        return self.network_.decoder.predict(self._latent(user_codes, False), self._latent(item_codes, False))
 
     def _eta_indices(self, users: np.ndarray, items: np.ndarray, chunk: int = 65536,
                      codes: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -480,15 +512,19 @@ class NeuralFactorModel(Recommender):
 
     def distribution_indices(self, users: np.ndarray, items: np.ndarray, *, n_samples: int = 1000,
                              seed: int = 0) -> dict[str, np.ndarray]:
+        """See :meth:`predict_distribution`. ``mean`` is the model's point prediction (what
+        :meth:`predict` returns); ``std`` and the quantiles are those of the draws, clipped to the
+        rating scale for a Gaussian. Every draw is keyed by (``seed``, user, item)."""
         if n_samples < 2:
             raise ConfigError("n_samples must be at least 2")
-        generator = torch.Generator().manual_seed(seed)  # on the CPU: same draws on any device
+        users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
         with torch.no_grad():
-            samples = self._distribution_indices(np.asarray(users), np.asarray(items), n_samples, generator)
+            samples = self._distribution_indices(users, items, n_samples, seed)
         samples = samples.double().cpu().numpy()
         if self.likelihood == "gaussian":
             samples = np.clip(samples, *self.scale_)
-        out = {"mean": samples.mean(axis=1), "std": samples.std(axis=1), "samples": samples}
+        mean = np.clip(self._mean_indices(users, items), *self.scale_)
+        out = {"mean": mean, "std": samples.std(axis=1), "samples": samples}
         qs = np.quantile(samples, list(QUANTILES.values()), axis=1)
         out.update({name: q for name, q in zip(QUANTILES, qs)})
         return out

@@ -44,9 +44,10 @@ import numpy as np
 import torch
 
 from dlfm.models import register
-from dlfm.models.neural import NeuralFactorModel
+from dlfm.models.neural import NeuralFactorModel, batch_mean
 from dlfm.models.params import Param, size_param
-from dlfm.nn.likelihoods import random_like
+from dlfm.models.space import LogUniform
+from dlfm.nn.keyed import ITEM_LATENT, OBSERVATION, USER_LATENT, keyed_normal_rows, keyed_uniform
 from dlfm.training.batching import Batch
 
 NOISE_MODES = ("global", "per_rating", "fixed")
@@ -72,6 +73,7 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         Param("fixed_sigma", float, "σ during training when noise is fixed", low=0, low_open=True),
         size_param("predict_samples", "posterior draws averaged into a prediction", high=100_000),
     )
+    search_space = {**NeuralFactorModel.search_space, "fixed_sigma": LogUniform(0.05, 0.5)}
 
     def __init__(self, n_samples: int = 1, kl_weight: float = 1.0, kl_warmup: int = 0, free_bits: float = 0.0,
                  noise: str = "fixed", fixed_sigma: float = 0.1, predict_samples: int = 16, **shared) -> None:
@@ -103,11 +105,14 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         mean, log_var = codes.chunk(2, dim=-1)
         return mean, log_var.clamp(-12.0, 6.0)
 
-    def _latent(self, codes: torch.Tensor, sample: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    def _latent(self, codes: torch.Tensor, sample: bool, eps: torch.Tensor | None = None) -> torch.Tensor:
+        """Posterior mean, or a reparameterized draw m + s ⊙ ε (ε fresh from torch's generator
+        in training, or given: the keyed draws of a prediction)."""
         mean, log_var = self._split(codes)
         if not sample:
             return mean
-        eps = random_like("normal", mean, generator)
+        if eps is None:
+            eps = torch.randn_like(mean)
         return mean + torch.exp(0.5 * log_var) * eps
 
     def _log_sigma(self, out: torch.Tensor, predictive: bool = False) -> torch.Tensor | None:
@@ -147,19 +152,37 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         counts_i = torch.as_tensor(self.incidence_.by_item.counts[batch.items.numpy()], dtype=y.dtype, device=y.device)
         kl = self._kl(user_codes) / counts_u.clamp(min=1) + self._kl(item_codes) / counts_i.clamp(min=1)
         self._steps += 1
-        return (nll + self._beta() * kl).mean()
+        return batch_mean(nll + self._beta() * kl)
 
     # ------------------------------------------------------------------ predictions
+    #: most draws (pairs × samples × latent) held at once while predicting
+    _draw_budget = 1 << 22
+
     def _sample_outputs(self, users: np.ndarray, items: np.ndarray, n_samples: int,
-                        generator: torch.Generator | None, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Decoder outputs for ``n_samples`` posterior draws per pair: η (n, S), log σ (n, S)."""
+                        seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decoder outputs for ``n_samples`` posterior draws per pair: η (n, S), log σ (n, S).
+
+        The draws of u for user i are keyed by (``seed``, i) and those of v by (``seed``, j)
+        (:mod:`dlfm.nn.keyed`): a pair's outputs depend on (model, user, item, seed) only,
+        never on the rest of the request."""
+        latent = self.latent
+        if len(users) > 1 and (len(np.unique(users)) + len(np.unique(items))) * n_samples * latent > 16 * self._draw_budget:
+            half = len(users) // 2  # keep the keyed draws of the distinct rows within memory
+            first = self._sample_outputs(users[:half], items[:half], n_samples, seed)
+            second = self._sample_outputs(users[half:], items[half:], n_samples, seed)
+            return torch.cat([first[0], second[0]]), (None if first[1] is None else torch.cat([first[1], second[1]]))
+        eps_users = keyed_normal_rows(seed, USER_LATENT, users, n_samples, latent)
+        eps_items = keyed_normal_rows(seed, ITEM_LATENT, items, n_samples, latent)
+        chunk = max(1, self._draw_budget // (n_samples * latent))
         etas, sigmas = [], []
         with torch.no_grad():
             for start in range(0, len(users), chunk):
-                uc, ic = self._code_rows(users[start:start + chunk], items[start:start + chunk])
-                uc = uc.unsqueeze(1).expand(-1, n_samples, -1)
-                ic = ic.unsqueeze(1).expand(-1, n_samples, -1)
-                out = self.network_.decoder(self._latent(uc, True, generator), self._latent(ic, True, generator))
+                part = slice(start, start + chunk)
+                uc, ic = self._code_rows(users[part], items[part])
+                dev = uc.device
+                u = self._latent(uc.unsqueeze(1), True, eps_users[part].to(dev))
+                v = self._latent(ic.unsqueeze(1), True, eps_items[part].to(dev))
+                out = self.network_.decoder.predict(u, v)
                 etas.append(out[..., 0])
                 log_sigma = self._log_sigma(out, predictive=True)
                 if log_sigma is not None:
@@ -168,14 +191,15 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         return eta, (torch.cat(sigmas) if sigmas else None)
 
     def _mean_indices(self, users: np.ndarray, items: np.ndarray, mc: bool = True) -> np.ndarray:
-        generator = torch.Generator().manual_seed(self.seed)  # on the CPU: same draws on any device
-        eta, _ = self._sample_outputs(users, items, self.predict_samples, generator)
+        """E[r] per pair: the likelihood mean averaged over ``predict_samples`` keyed posterior
+        draws (the same draws for a pair in any request)."""
+        eta, _ = self._sample_outputs(users, items, self.predict_samples, self.seed)
         return self.likelihood_.mean(eta).mean(dim=1).double().cpu().numpy()
 
-    def _distribution_indices(self, users: np.ndarray, items: np.ndarray, n_samples: int,
-                              generator: torch.Generator) -> torch.Tensor:
-        eta, log_sigma = self._sample_outputs(users, items, n_samples, generator)
-        return self.likelihood_.sample(eta, generator, log_sigma)
+    def _distribution_indices(self, users: np.ndarray, items: np.ndarray, n_samples: int, seed: int) -> torch.Tensor:
+        eta, log_sigma = self._sample_outputs(users, items, n_samples, seed)
+        uniform = torch.from_numpy(keyed_uniform(seed, OBSERVATION, np.stack([users, items], axis=1), n_samples))
+        return self.likelihood_.sample(eta, uniform, log_sigma)
 
     def _estimate_noise(self, data) -> float:
         """The observation σ used for predictive distributions. Learned modes use the learned
@@ -186,9 +210,7 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
             return 0.0
         if self.noise != "fixed":
             return float(torch.exp(self.network_.log_noise.detach()).clamp(math.exp(-5), math.exp(3)).item())
-        self.noise_std_ = None
-        generator = torch.Generator().manual_seed(self.seed)  # on the CPU: same draws on any device
-        eta, _ = self._sample_outputs(data.users, data.items, 32, generator)
+        eta, _ = self._sample_outputs(data.users, data.items, 32, self.seed)
         means = self.likelihood_.mean(eta).double().cpu().numpy()
         y = data.ratings[:, None]
         best, best_ll = self.fixed_sigma, -np.inf

@@ -163,6 +163,19 @@ class Decoder(nn.Module):
             x = torch.cat([u * v, u, v], dim=-1)
         return self.net(x)
 
+    @torch.no_grad()
+    def predict(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The forward pass for predictions: in float64, rounded to float32 at the end.
+
+        A float32 matrix product rounds differently for different batch shapes (the kernel
+        and its blocking change), so a pair's η would depend on the rest of the request. In
+        float64 the batch-shape differences are ~1e-16 relative, below float32's resolution,
+        so a pair's output is the same in any batch (unless a float64 difference straddles a
+        float32 rounding boundary: probability ~1e-8 per value)."""
+        params = {name: p.double() for name, p in self.named_parameters()}
+        out = torch.func.functional_call(self, params, (u.double(), v.double()))
+        return out.float()
+
 
 class DeepLatentFactorNet(nn.Module):
     """g, h and f together. ``code_dim`` is the latent size, doubled for a variational model

@@ -27,20 +27,6 @@ LIKELIHOODS = ("gaussian", "poisson", "bernoulli")
 
 
 
-def random_like(kind: str, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Standard ``normal`` or ``uniform`` draws shaped like ``like``, made on the generator's
-    device and moved to ``like``'s: a CPU generator gives the same numbers whether the model
-    runs on a CPU or a GPU (predictions agree across devices)."""
-    device = generator.device if generator is not None else like.device
-    draw = torch.randn if kind == "normal" else torch.rand
-    return draw(like.shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
-
-
-def poisson_draw(rate: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Poisson draws on the generator's device (see :func:`random_like`)."""
-    device = generator.device if generator is not None else rate.device
-    return torch.poisson(rate.to(device), generator=generator).to(rate.device)
-
 class Likelihood:
     """Base class: ``nll``, ``mean`` and ``sample`` given the decoder output η."""
 
@@ -60,8 +46,9 @@ class Likelihood:
     def mean(self, eta: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def sample(self, eta: torch.Tensor, generator: torch.Generator | None = None,
-               log_sigma: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(self, eta: torch.Tensor, uniform: torch.Tensor, log_sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """Draws of r given η by the inverse CDF of ``uniform`` (same shape as η, values in
+        (0, 1)): the randomness comes from the caller, keyed per pair (:mod:`dlfm.nn.keyed`)."""
         raise NotImplementedError
 
 
@@ -84,10 +71,10 @@ class Gaussian(Likelihood):
     def mean(self, eta):
         return self.offset + eta
 
-    def sample(self, eta, generator=None, log_sigma=None):
+    def sample(self, eta, uniform, log_sigma=None):
         m = self.mean(eta)
         sigma = torch.exp(log_sigma) if log_sigma is not None else torch.zeros_like(m)
-        return m + sigma * random_like("normal", m, generator)
+        return m + sigma * torch.special.ndtri(uniform.to(m.device, torch.float64)).to(m.dtype)
 
 
 class Poisson(Likelihood):
@@ -108,8 +95,12 @@ class Poisson(Likelihood):
     def mean(self, eta):
         return torch.exp(self.offset + eta)
 
-    def sample(self, eta, generator=None, log_sigma=None):
-        return poisson_draw(self.mean(eta), generator)
+    def sample(self, eta, uniform, log_sigma=None):
+        from scipy.stats import poisson
+
+        rate = self.mean(eta)
+        draws = poisson.ppf(uniform.double().cpu().numpy(), rate.double().cpu().numpy())
+        return torch.as_tensor(draws, dtype=rate.dtype, device=rate.device)
 
 
 class Bernoulli(Likelihood):
@@ -130,9 +121,9 @@ class Bernoulli(Likelihood):
     def mean(self, eta):
         return torch.sigmoid(self.offset + eta)
 
-    def sample(self, eta, generator=None, log_sigma=None):
+    def sample(self, eta, uniform, log_sigma=None):
         p = self.mean(eta)
-        return (random_like("uniform", p, generator) < p).to(p.dtype)
+        return (uniform.to(p.device, p.dtype) < p).to(p.dtype)
 
 
 def make_likelihood(name: str, values: np.ndarray) -> Likelihood:

@@ -27,8 +27,13 @@ Per epoch the encoders read the matrix P + Q times. The number of groups grows a
 steps — grow instead, so the cost per rating of reading rows stays bounded by
 (P + Q) · 2 · hidden whatever the size. With ``max_neighbors = K`` a row longer than K is
 subsampled (each entry kept with probability K/n, weighted n/K, so the sum stays unbiased).
-Under distributed training every process deals the same blocks and keeps every N-th rating of
-each (``shard``).
+Random streams. The dealing of groups and the order of the blocks come from one stream that
+every process of a distributed run shares (seeded by ``seed`` alone); the input-dropout masks
+come from a stream of the process's own (seeded by ``seed`` and the rank). Under distributed
+training every process therefore deals the same blocks, keeps every N-th rating of each
+(``shard``) — the shards of an epoch are disjoint and cover the training set exactly — and
+takes one step per non-empty block, an empty share included, so the processes always take the
+same number of steps.
 """
 
 from __future__ import annotations
@@ -212,7 +217,11 @@ class BlockSampler:
         self.batch_size = batch_size
         self.input_keep = input_keep
         self.max_neighbors = max_neighbors
-        self.rng = np.random.default_rng(seed)
+        rank, _ = shard
+        #: groups and block order: the same stream on every process
+        self.group_rng = np.random.default_rng(np.random.SeedSequence(seed))
+        #: input-dropout masks: this process's own stream
+        self.mask_rng = np.random.default_rng(np.random.SeedSequence([seed, 1 + rank]))
         self.shard = shard
         self.removal = removal
         self.row_cap = row_cap
@@ -231,19 +240,28 @@ class BlockSampler:
         """Keep probability of the random input mask, the block hold-out counted in."""
         return min(1.0, self.input_keep / (1.0 - self.held_share))
 
+    def state(self) -> dict[str, dict]:
+        """Both random streams' states (for checkpoints)."""
+        return {"group": self.group_rng.bit_generator.state, "mask": self.mask_rng.bit_generator.state}
+
+    def set_state(self, state: dict[str, dict]) -> None:
+        self.group_rng.bit_generator.state = state["group"]
+        self.mask_rng.bit_generator.state = state["mask"]
+
     def __iter__(self) -> Iterator[Batch]:
         inc = self.incidence
         g = self.groups
-        user_group = self.rng.integers(0, g, inc.n_users)
-        item_group = self.rng.integers(0, g, inc.n_items)
+        user_group = self.group_rng.integers(0, g, inc.n_users)
+        item_group = self.group_rng.integers(0, g, inc.n_items)
         block = user_group[inc.users] * g + item_group[inc.items]
         order = np.argsort(block, kind="stable")
         bounds = np.searchsorted(block[order], np.arange(g * g + 1))
         rank, size = self.shard
-        for b in self.rng.permutation(g * g):
+        for b in self.group_rng.permutation(g * g):
+            if bounds[b + 1] == bounds[b]:
+                continue  # an empty block: skipped by every process alike
             members = order[bounds[b] : bounds[b + 1]][rank::size]  # distributed: this process's share
-            if len(members):
-                yield self.make_batch(members, user_group == b // g, item_group == b % g)
+            yield self.make_batch(members, user_group == b // g, item_group == b % g)
 
     def make_batch(self, members: np.ndarray, held_users: np.ndarray | None = None,
                    held_items: np.ndarray | None = None) -> Batch:
@@ -260,10 +278,10 @@ class BlockSampler:
             raise ValueError("block removal needs the block's user and item groups")
         keep = self.random_keep
         useg = gather_rows(inc.by_user, distinct_u, keep=keep, max_neighbors=self.max_neighbors,
-                           generator=self.rng, held_out=held_items if block else None, held_share=self.held_share,
+                           generator=self.mask_rng, held_out=held_items if block else None, held_share=self.held_share,
                            row_cap=self.row_cap)
         iseg = gather_rows(inc.by_item, distinct_i, keep=keep, max_neighbors=self.max_neighbors,
-                           generator=self.rng, held_out=held_users if block else None, held_share=self.held_share,
+                           generator=self.mask_rng, held_out=held_users if block else None, held_share=self.held_share,
                            row_cap=self.row_cap)
         batch = Batch(ratings=members, user_segments=useg, item_segments=iseg,
                       user_of=torch.from_numpy(user_of.reshape(-1)), item_of=torch.from_numpy(item_of.reshape(-1)),
