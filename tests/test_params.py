@@ -205,3 +205,17 @@ def test_an_edited_factor_model_file_is_refused(tmp_path, tiny, name):
     with pytest.raises(ModelFileError, match="corrupt or was edited"):
         Recommender.load(_edited(tmp_path, model, lambda meta: meta["user_vocab"].update(
             {k: v[:-1] if isinstance(v, list) else v for k, v in meta["user_vocab"].items()})))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_tuning_search_space_lies_inside_the_declared_ranges(name):
+    """``search_space`` (what ``dlfm tune`` tries) names declared parameters only, and every
+    value it can draw is one that fit accepts."""
+    from dlfm.models.space import Choice
+
+    cls = model_class(name)
+    specs = cls.param_specs()
+    for key, space in cls.search_space.items():
+        values = space.values if isinstance(space, Choice) else (space.low, space.high)
+        for value in values:
+            specs[key].check(value, name)
