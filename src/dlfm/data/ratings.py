@@ -21,8 +21,6 @@ from dlfm.errors import DataError, UnknownIdError
 
 DuplicatePolicy = Literal["error", "last", "mean"]
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
-#: the largest |rating| a container holds: beyond it sums of squares overflow (and float32 too)
-MAX_ABS_RATING = 1e15
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -193,10 +191,6 @@ class Ratings:
             keys = users * len(self.item_vocab) + items
             if len(np.unique(keys)) != len(keys):
                 raise DataError("duplicate (user, item) pairs", source=self.name)
-        if len(ratings) and np.nanmax(np.abs(ratings)) > MAX_ABS_RATING:
-            largest = float(np.nanmax(np.abs(ratings)))
-            raise DataError(f"ratings as large as {largest:g} are beyond what the models compute with "
-                            f"(|rating| at most {MAX_ABS_RATING:g}); rescale them", source=self.name)
         lo, hi = float(self.scale[0]), float(self.scale[1])
         if not lo <= hi:
             raise DataError(f"rating scale ({lo}, {hi}) is empty", source=self.name)

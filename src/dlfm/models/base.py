@@ -23,11 +23,13 @@ from typing import Any, ClassVar, Iterable, Literal, Mapping, Sequence
 import numpy as np
 
 from dlfm.data.ratings import Ratings, Vocabulary
-from dlfm.errors import ConfigError, ModelFileError, TrainingError, UnknownIdError
+from dlfm.errors import ConfigError, DataError, ModelFileError, TrainingError, UnknownIdError
 from dlfm.models.params import Param
 from dlfm.models.space import SearchSpace
 
 UnknownPolicy = Literal["fallback", "error"]
+#: the largest |rating| a model fits: beyond it sums of squares overflow (and float32 sooner)
+MAX_ABS_RATING = 1e15
 
 
 def versions() -> dict[str, str]:
@@ -177,6 +179,10 @@ class Recommender:
             validation = _as_ratings(validation, "validation")
         if len(train) == 0:
             raise ConfigError("cannot fit on an empty training set")
+        largest = float(np.max(np.abs(train.ratings)))
+        if largest > MAX_ABS_RATING:
+            raise DataError(f"ratings as large as {largest:g} are beyond what the models compute with "
+                            f"(|rating| at most {MAX_ABS_RATING:g}); rescale them", source=train.name)
         self.train_ = train
         self.user_vocab_: Vocabulary = train.user_vocab
         self.item_vocab_: Vocabulary = train.item_vocab
