@@ -55,3 +55,18 @@ def write(tmp_path: Path, text: str, name: str = "r.txt") -> Path:
 
 def rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """PyTorch on one thread for the whole suite: tiny networks gain nothing from a second
+    thread, and on a busy two-core machine two spinning threads per process made a small fit
+    over ten times slower. (Commands run in subprocesses choose their own ``--threads``.)"""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Kept for the modules that ask for it; the whole suite already runs on one thread."""
+    yield

@@ -193,3 +193,37 @@ def test_ml100k_surprise_and_dlfm_rows(ml100k_root, tmp_path):
     assert doc["methods"]["baseline"]["mean"]["rmse"] == pytest.approx(0.9457, abs=0.003)
     if surprise_bridge.available():
         assert doc["methods"]["BaselineOnly"]["mean"]["rmse"] == pytest.approx(0.9457, abs=0.003)
+
+
+@needs_surprise
+@pytest.mark.parametrize("algo", ["BaselineOnly", "SVD", "SVDpp", "NMF", "SlopeOne"])
+def test_surprise_ranking_scores_are_surprise_estimates(tiny_folds, algo):
+    """The vectorised scores (and the pair-by-pair path) equal Surprise's own unclipped estimate,
+    including pairs it cannot predict (a user or item without training ratings)."""
+    fold = tiny_folds[0]
+    model = surprise_bridge.SurpriseModel(surprise_bridge.make_algorithm(algo, 0), algo, 0).fit(fold.train)
+    users = np.array([0, 3, int(np.argmin(fold.train.user_counts))])
+    items = np.arange(fold.train.n_items)
+    got = model.score_matrix(users, items)
+    raw_u, raw_i = fold.train.user_vocab.raw(users), fold.train.item_vocab.raw(items)
+    want = np.array([[model.algo.predict(u, i, clip=False).est for i in raw_i] for u in raw_u])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+
+
+def test_benchmark_ranks_every_method(tiny_folds, tmp_path):
+    from dlfm.evaluation.ranking import parse_metrics
+
+    names = "popular,baseline" + (",SVD" if surprise_bridge.available() else "")
+    run = _run(tiny_folds, tmp_path, names, ranking=parse_metrics("rmse,ndcg@5,recall@5"), plots=False)
+    assert not run.failed
+    for name, entry in run.results["methods"].items():
+        for key in ("ndcg@5", "recall@5"):
+            assert key in entry["folds"][0] and 0 <= entry["mean"][key] <= 1, (name, key)
+        assert "map@5" not in entry["mean"]
+    popular, baseline = (run.results["methods"][n]["mean"] for n in ("popular", "baseline"))
+    assert popular["rmse"] == pytest.approx(baseline["rmse"])  # popular predicts the baseline's rating...
+    assert popular["ndcg@5"] != baseline["ndcg@5"]  # ...but ranks by popularity
+    md = (tmp_path / "results.md").read_text()
+    assert "| Method | ndcg@5 | recall@5 | Rank (s) |" in md and "| popular |" in md
+    with open(tmp_path / "results.csv", newline="") as handle:
+        assert "ndcg@5" in next(csv.reader(handle))

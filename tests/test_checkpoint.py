@@ -42,9 +42,18 @@ def test_resume_in_process_matches_uninterrupted(tmp_path):
     with pytest.raises(Exception, match="another run"):
         create("dlf", **kw).fit(data, checkpoint_dir=tmp_path, resume=True)
     ckpt = tmp_path / "b"
-    first = create("dlf", **kw)
-    first.fit(data, checkpoint_dir=ckpt)
-    resumed = create("dlf", **kw).fit(data, checkpoint_dir=ckpt, resume=True)
+
+    def interrupt_after_epoch_3(record):
+        if record["epoch"] == 3:
+            raise KeyboardInterrupt  # after the epoch-3 checkpoint was written
+
+    with pytest.raises(KeyboardInterrupt):
+        create("dlf", **kw).fit(data, checkpoint_dir=ckpt, on_epoch=interrupt_after_epoch_3)
+    trained = []
+    resumed = create("dlf", **kw).fit(data, checkpoint_dir=ckpt, resume=True,
+                                      on_epoch=lambda record: trained.append(record["epoch"]))
+    assert trained == [4, 5, 6]  # the loop really ran, from where the interrupted run stopped
+    assert [r["epoch"] for r in resumed.history_] == [1, 2, 3, 4, 5, 6]
     assert np.array_equal(resumed.predict_indices(data.users, data.items), full.predict_indices(data.users, data.items))
 
 

@@ -113,9 +113,14 @@ def test_no_test_rating_reaches_the_encoders(data):
     encoded = set((model.incidence_.users * data.n_items + model.incidence_.items).tolist())
     assert encoded == train_keys
     before = model.predict_indices(fold.test.users, fold.test.items)
-    model._codes = None  # recompute from the stored training data
+    # every cache dropped: the codes are recomputed from the stored training ratings alone
+    model._use_incidence(Incidence(fold.train, model.center_))
+    assert model._codes is None and model._mc_codes is None
     after = model.predict_indices(fold.test.users, fold.test.items)
     assert np.array_equal(before, after)
+    # and they do read those ratings: encoders given the test ratings too predict otherwise
+    model._use_incidence(Incidence(data, model.center_))
+    assert not np.allclose(after, model.predict_indices(fold.test.users, fold.test.items))
 
 
 def test_learns_better_than_the_mean(data):

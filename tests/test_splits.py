@@ -41,11 +41,17 @@ def test_leave_k_out(lowrank):
 
 
 def test_unknown_counted():
+    """Hand-computed: a test rating counts as unknown when its user or its item has no
+    training rating."""
     from dlfm.data.ratings import Ratings
+    from dlfm.data.splits import Fold
 
-    r = Ratings.from_raw([1, 1, 2, 3], [1, 2, 1, 3], [1, 2, 3, 4])
-    fold = holdout(r, 0.25, seed=0)
-    assert fold.n_unknown == int(fold.unknown_mask.sum())
+    r = Ratings.from_raw([1, 1, 2, 2, 3, 4], [1, 2, 1, 2, 1, 3], [1, 2, 3, 4, 5, 1])
+    train, test = r.subset(np.array([0, 1, 2])), r.subset(np.array([3, 4, 5]))
+    fold = Fold("hand", train, test)
+    # test: (2, 2) both known; (3, 1) user 3 unknown; (4, 3) user and item unknown
+    assert fold.n_unknown == 2
+    assert fold.unknown_mask.tolist() == [False, True, True]
 
 
 def test_validation_split_comes_from_train(lowrank):

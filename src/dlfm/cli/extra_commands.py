@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dlfm.cli.common import add_data_options, format_table, select_folds
+from dlfm.cli.model_commands import add_metric_options, ranking_spec
 from dlfm.errors import ConfigError
 
 
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="users and items in the slice picture (default 40)")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    add_metric_options(p)
     p.set_defaults(handler=run_benchmark)
 
     p = sub.add_parser("plot", help="pictures of a saved model: a slice of the rating matrix, training curves",
@@ -84,6 +86,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    ranking = ranking_spec(args)
     methods, notes = resolve_methods(args.models)
     params = parse_method_params(args.param, methods)
     for method in methods:
@@ -96,17 +99,19 @@ def run_benchmark(args: argparse.Namespace) -> int:
     run = bench(folds, dataset=dataset, scheme=args.folds, methods=methods, seed=args.seed,
                 k=args.k if args.folds == "kfold" else None, out_dir=out, resume=args.resume,
                 published=args.published, plots=not args.no_plots, slice_size=args.slice_size,
-                progress=not args.quiet, notes=notes)
+                progress=not args.quiet, notes=notes, ranking=ranking)
     entries = run.results["methods"]
     run_names, published = order_methods(run.results)
     ordered = run_names + published
+    ranked = list(ranking.names) if ranking is not None else []
     rows = []
     for name in ordered:
         e = entries[name]
         mean, std = e["mean"], e.get("std", {})
         rows.append([name, e["source"], _cell(mean.get("rmse")), _cell(std.get("rmse")), _cell(mean.get("mae")),
+                     *[_cell(mean.get(k)) for k in ranked],
                      _cell(mean.get("fit_seconds")), _cell(mean.get("predict_seconds"))])
-    print(format_table(["method", "source", "rmse", "rmse_std", "mae", "fit_s", "predict_s"], rows))
+    print(format_table(["method", "source", "rmse", "rmse_std", "mae", *ranked, "fit_s", "predict_s"], rows))
     for path in run.written:
         print(f"wrote {path}")
     if run.failed:

@@ -32,6 +32,25 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nproc-per-node", type=int, default=2, help="processes for --distributed (default 2)")
 
 
+def add_metric_options(parser: argparse.ArgumentParser) -> None:
+    """``--metrics`` and ``--relevance-threshold`` (shared by cv and benchmark)."""
+    from dlfm.evaluation.ranking import DEFAULT_METRICS
+
+    parser.add_argument("--metrics", default=DEFAULT_METRICS, metavar="M,M,...",
+                        help="rmse, mae (always reported) and top-N metrics precision@K, recall@K, ndcg@K, map@K "
+                             f"(default {DEFAULT_METRICS}); --metrics rmse,mae skips the ranking")
+    parser.add_argument("--relevance-threshold", type=float, metavar="R",
+                        help="a test rating >= R makes the item relevant for the top-N metrics (default: "
+                             "low + 3/4 (high - low) of the rating scale, i.e. 4 on 1-5)")
+
+
+def ranking_spec(args: argparse.Namespace) -> Any:
+    """The :class:`~dlfm.evaluation.ranking.RankingSpec` of ``--metrics`` (``None``: rating metrics only)."""
+    from dlfm.evaluation.ranking import parse_metrics
+
+    return parse_metrics(args.metrics, args.relevance_threshold)
+
+
 def maybe_launch(args: argparse.Namespace) -> int | None:
     """With --distributed outside torchrun, re-run this command under torchrun."""
     import os
@@ -98,6 +117,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="nested tuning: search TRIALS configurations inside each fold, on a validation part of "
                         "that fold's training ratings, then refit with the best (see `dlfm tune`)")
     p.add_argument("--tune-timeout", type=float, metavar="SECONDS", help="stop each fold's search after SECONDS")
+    add_metric_options(p)
+    p.add_argument("--protocol", choices=["ratings", "new-users", "new-items"], default="ratings",
+                   help="ratings: the folds above (default); new-users / new-items: cold start — --k disjoint "
+                        "sets of whole users (items) held out, each folded in from --given of its ratings")
+    p.add_argument("--given", default="5,10,20", metavar="N,N,...",
+                   help="cold start: ratings folded in per held-out user or item (default 5,10,20)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="cold start: skip the reference model retrained with the given ratings")
     add_json_option(p)
     p.set_defaults(handler=run_cv)
 
@@ -168,6 +195,9 @@ def run_cv(args: argparse.Namespace) -> int:
     if launched is not None:
         return launched
     params = model_params(args)
+    ranking = ranking_spec(args)
+    if args.protocol != "ratings":
+        return run_coldstart(args, params, ranking)
     folds, _ = select_folds(args, 0 if args.seed is None else args.seed)
     folds = _only_fold(folds, args.fold)
     if is_main_process():
@@ -176,18 +206,24 @@ def run_cv(args: argparse.Namespace) -> int:
     def show(record: dict[str, Any]) -> None:
         if not is_main_process():
             return
-        print(f"  {record['fold']}: RMSE {record['rmse']:.4f}  MAE {record['mae']:.4f}  "
+        ranked = "".join(f"  {name} {record[name]:.4f}" for name in (ranking.names if ranking else ()) if name in record)
+        print(f"  {record['fold']}: RMSE {record['rmse']:.4f}  MAE {record['mae']:.4f}{ranked}  "
               f"fit {record['fit_seconds']:.1f}s", file=sys.stderr, flush=True)
 
     if args.tune < 0:
         raise ConfigError(f"--tune must be 0 or more trials, not {args.tune}")
-    result = cross_validate(args.model, params, folds, dataset=args.source, seed=args.seed, tune_trials=args.tune,
+    seed = 0 if args.seed is None else args.seed  # the folds' seed, and every model's default seed
+    result = cross_validate(args.model, params, folds, dataset=args.source, seed=seed, tune_trials=args.tune,
                             tune_timeout=args.tune_timeout, on_fold=show, on_trial=_show_trial(args),
-                            transform=binarizer(args))
+                            transform=binarizer(args), ranking=ranking)
     result["folds_scheme"] = args.folds
+    if ranking is not None:
+        result["ranking"] = ranking_record(ranking)
     if args.binarize is not None:
         result["binarize"] = args.binarize
-    metrics = [k for k in result["folds"][0] if k not in ("fold", "n_test", "n_unknown", "epochs")]
+    metrics = [k for k, v in result["folds"][0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and k not in ("fold", "n_test", "n_unknown", "epochs", "n_rank_users", "rank_seconds",
+                             "relevance_threshold")]
     rows = [[r["fold"], *[r.get(m, float("nan")) for m in metrics], r["n_test"]] for r in result["folds"]]
     rows.append(["mean", *[result["mean"].get(m, float("nan")) for m in metrics], ""])
     rows.append(["std", *[result["std"].get(m, float("nan")) for m in metrics], ""])
@@ -197,9 +233,9 @@ def run_cv(args: argparse.Namespace) -> int:
 
 
 def _show_trial(args: argparse.Namespace) -> Any:
-    """A one-line report per finished tuning trial (on stderr; silent with --quiet)."""
+    """A one-line report per finished tuning trial (on stderr)."""
     def show(record: dict[str, Any]) -> None:
-        if args.quiet or not is_main_process():
+        if not is_main_process():
             return
         value = f"{record['value']:.4f}" if record["state"] == "complete" else "pruned"
         print(f"    trial {record['number']}: {value}  {record['params']}", file=sys.stderr, flush=True)
@@ -225,6 +261,44 @@ def run_tune(args: argparse.Namespace) -> int:
     print(f"best {result['metric']} {result['best_value']:.4f} (trial {result['best_trial']} of {result['n_trials']}, "
           f"{result['n_pruned']} pruned, {result['seconds']:.0f} s)")
     print("  " + " ".join(f"--param {k}={v}" for k, v in best.items() if k not in ("verbose", "device")))
+    emit_json(args.json_path, result)
+    return 0
+
+
+def ranking_record(ranking: Any) -> dict[str, Any]:
+    """What the JSON says about the top-N protocol (each fold records the ``relevance_threshold`` it used)."""
+    return {"metrics": list(ranking.names), "threshold_option": ranking.threshold,
+            "protocol": "all items with a training rating that the user did not rate in training; relevant = "
+                        "test rating >= threshold (default: low + 3/4 (high - low) of the scale)"}
+
+
+def run_coldstart(args: argparse.Namespace, params: dict[str, Any], ranking: Any) -> int:
+    """``dlfm cv --protocol new-users|new-items``: :func:`dlfm.evaluation.coldstart.cold_start`."""
+    from dlfm.evaluation.coldstart import cold_start, parse_given, summary_rows
+
+    given = parse_given(args.given)
+    if args.folds not in ("official", "kfold"):
+        raise ConfigError(f"--folds {args.folds}: a cold-start protocol makes its own folds of whole users or items "
+                          "(--k of them); leave --folds out")
+    if args.binarize is not None:
+        raise ConfigError("--binarize does not apply to a cold-start protocol")
+    if args.k < 2:
+        raise ConfigError(f"--k must be at least 2 (folds of held-out users or items), not {args.k}")
+    ratings = load_source(args)
+    side = "user" if args.protocol == "new-users" else "item"
+    print(f"dlfm cv: {args.model} on {args.source}, protocol {args.protocol}, given {','.join(map(str, given))}, "
+          f"{args.k} folds{'' if args.fold is None else f' (fold {args.fold} only)'}, params={params}", file=sys.stderr)
+
+    def show(record: dict[str, Any]) -> None:
+        ref = record.get("retrained", {})
+        print(f"  {record['fold']} given {record['given']}: fold-in RMSE {record['fold_in']['rmse']:.4f}"
+              + (f"  retrained RMSE {ref['rmse']:.4f}" if ref else ""), file=sys.stderr, flush=True)
+
+    result = cold_start(args.model, params, ratings, side=side, given=given, k=args.k,
+                        seed=0 if args.seed is None else args.seed, ranking=ranking, reference=not args.no_reference,
+                        only_fold=args.fold, on_record=show, dataset=args.source)
+    headers, rows = summary_rows(result)
+    print(format_table(headers, rows))
     emit_json(args.json_path, result)
     return 0
 

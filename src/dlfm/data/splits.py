@@ -2,6 +2,8 @@
 
 - :func:`kfold`: seeded random K-fold over ratings (as Surprise's ``KFold``).
 - :func:`holdout`: one random split by ratio.
+- :func:`entity_folds` and :func:`fold_in_split`: cold start — whole users (items) held out,
+  then a few of their ratings given to fold in and the others scored.
 - :func:`leave_k_out`: per user, k random ratings held out (users with fewer than k + 1
   ratings keep all of theirs in training).
 - Official predefined folds (ML-100k's u1-u5, ua, ub) come from :mod:`dlfm.datasets`.
@@ -89,3 +91,47 @@ def validation_split(train: Ratings, ratio: float = 0.05, *, seed: int | None = 
     """Carve a validation part out of a training container (never from a test fold)."""
     fold = holdout(train, ratio, seed=seed)
     return fold.train, fold.test
+
+
+def entity_folds(ratings: Ratings, k: int = 5, *, by: str = "user", seed: int | None = 0) -> Iterator[Fold]:
+    """Cold-start folds: the users (``by="user"``) or items (``by="item"``) that have a rating,
+    shuffled (seeded) and cut into ``k`` disjoint sets; fold f's test part holds *every* rating
+    of its set, its training part all the others. Each user (item) is held out exactly once."""
+    if by not in ("user", "item"):
+        raise ConfigError(f"by must be 'user' or 'item', not {by!r}")
+    counts = ratings.user_counts if by == "user" else ratings.item_counts
+    ids = ratings.users if by == "user" else ratings.items
+    present = np.flatnonzero(counts > 0)
+    if not 2 <= k <= len(present):
+        raise ConfigError(f"k must be between 2 and the number of {by}s with a rating ({len(present)}), not {k}")
+    order = _rng(seed).permutation(present)
+    bounds = np.linspace(0, len(order), k + 1).astype(int)
+    for f in range(k):
+        held = np.zeros(len(counts), dtype=bool)
+        held[order[bounds[f]:bounds[f + 1]]] = True
+        mask = held[ids]
+        yield Fold(f"{by}s{f + 1}", ratings.subset(~mask, name=f"{ratings.name}[train, new {by}s {f + 1}/{k}]"),
+                   ratings.subset(mask, name=f"{ratings.name}[new {by}s {f + 1}/{k}]"))
+
+
+def fold_in_split(held: Ratings, given: int, *, by: str = "user",
+                  seed: int | None = 0) -> tuple[Ratings, Ratings]:
+    """Split the ratings of held-out users (items) into (given, others): per user (item),
+    ``given`` ratings drawn at random (seeded) to fold in, the rest to score. A user (item)
+    with ``given`` ratings or fewer has nothing left to score and is dropped from both parts.
+
+    One seed gives nested draws: the 5 given ratings are among the 10 given with the same seed."""
+    if by not in ("user", "item"):
+        raise ConfigError(f"by must be 'user' or 'item', not {by!r}")
+    if given < 1:
+        raise ConfigError(f"given must be at least 1, not {given}")
+    ids = held.users if by == "user" else held.items
+    counts = (held.user_counts if by == "user" else held.item_counts)[ids]
+    keys = _rng(seed).random(len(held))
+    order = np.lexsort((keys, ids))  # by entity, random within it
+    sorted_ids = ids[order]
+    rank = np.empty(len(held), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - np.searchsorted(sorted_ids, sorted_ids, side="left")
+    kept = counts > given
+    return (held.subset(kept & (rank < given), name=f"{held.name}[given {given}]"),
+            held.subset(kept & (rank >= given), name=f"{held.name}[others, given {given}]"))

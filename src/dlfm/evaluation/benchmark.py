@@ -1,8 +1,9 @@
 """Benchmark: every method on the identical folds, one table, one set of pictures.
 
-dlfm's own models (``mean``, ``baseline``, ``pmf``, ``mf``, ``dlf``, ``vdlf``) and Surprise's
-algorithms (through :mod:`dlfm.evaluation.surprise_bridge`) are fitted on each fold's training
-part and scored on its test part. The report's published numbers (its Figure 4, MovieLens 100k)
+dlfm's own models (``mean``, ``baseline``, ``popular``, ``pmf``, ``mf``, ``dlf``, ``vdlf``) and
+Surprise's algorithms (through :mod:`dlfm.evaluation.surprise_bridge`) are fitted on each fold's
+training part and scored on its test part: RMSE, MAE and, with a ranking spec, the top-N metrics
+of :mod:`dlfm.evaluation.ranking` (every method ranked the same way). The report's published numbers (its Figure 4, MovieLens 100k)
 can be added as reference rows, marked ``"source": "published"`` and never run.
 
 Outputs in the output folder, each written atomically:
@@ -40,7 +41,7 @@ from dlfm.evaluation import surprise_bridge
 from dlfm.evaluation.cv import fit_and_score, summarize
 
 #: dlfm's models in table order; a name not registered yet is skipped with a note
-DLFM_METHODS: tuple[str, ...] = ("mean", "baseline", "pmf", "mf", "dlf", "vdlf")
+DLFM_METHODS: tuple[str, ...] = ("mean", "baseline", "popular", "pmf", "mf", "dlf", "vdlf")
 
 #: The report's Figure 4 (MovieLens 100k): (row name, label in the report, RMSE, MAE or None,
 #: the method here that it corresponds to, if any)
@@ -222,7 +223,7 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def _fit_dlfm(method: Method, fold: Fold, seed: int | None) -> tuple[dict[str, Any], Any]:
+def _fit_dlfm(method: Method, fold: Fold, seed: int | None, ranking: Any = None) -> tuple[dict[str, Any], Any]:
     from dlfm.models import create, model_class
 
     params = dict(method.params)
@@ -232,11 +233,12 @@ def _fit_dlfm(method: Method, fold: Fold, seed: int | None) -> tuple[dict[str, A
     if "verbose" in names:
         params.setdefault("verbose", False)
     model = create(method.name, **params)
-    return fit_and_score(model, fold.train, fold.test, fold.n_unknown), model
+    return fit_and_score(model, fold.train, fold.test, fold.n_unknown, ranking), model
 
 
-def _fit_surprise(method: Method, fold: Fold, seed: int | None) -> tuple[dict[str, Any], Any]:
-    record, model = surprise_bridge.evaluate_fold(method.name, fold.train, fold.test, seed=seed, params=method.params)
+def _fit_surprise(method: Method, fold: Fold, seed: int | None, ranking: Any = None) -> tuple[dict[str, Any], Any]:
+    record, model = surprise_bridge.evaluate_fold(method.name, fold.train, fold.test, seed=seed, params=method.params,
+                                                  ranking=ranking)
     record["n_unknown"] = fold.n_unknown
     return record, model
 
@@ -268,6 +270,7 @@ def run_benchmark(
     progress: bool = False,
     notes: Sequence[str] = (),
     log: Callable[[str], None] | None = None,
+    ranking: Any = None,
 ) -> BenchmarkRun:
     """Run ``methods`` on ``folds`` (all the same pairs) and write the outputs to ``out_dir``.
 
@@ -280,6 +283,8 @@ def run_benchmark(
         published: add the report's Figure 4 as reference rows (default: only for ml-100k).
         progress: a tqdm bar over methods × folds on stderr.
         log: where one-line notes go (default: stderr).
+        ranking: a :class:`~dlfm.evaluation.ranking.RankingSpec`: also the top-N metrics of every
+            method (``None``: RMSE and MAE only).
     """
     folds = list(folds)
     if not folds:
@@ -301,6 +306,8 @@ def run_benchmark(
     doc: dict[str, Any] = {"dataset": dataset, "folds": scheme, "fold_names": fold_names, "seed": seed}
     if k is not None:
         doc["k"] = k
+    if ranking is not None:
+        doc["ranking"] = {"metrics": list(ranking.names), "threshold_option": ranking.threshold}
     doc.update({"methods": {}, "notes": notes, "versions": all_versions(), "machine": machine(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     for line in notes:
@@ -346,7 +353,7 @@ def run_benchmark(
                 for n, fold in enumerate(folds):
                     bar.set_description(f"{method.name} {fold.name}")
                     runner = _fit_dlfm if method.source == "dlfm" else _fit_surprise
-                    record, model = runner(method, fold, seed)
+                    record, model = runner(method, fold, seed, ranking)
                     records.append({"fold": fold.name, **record})
                     if n == 0:
                         models[method.name] = model
@@ -459,8 +466,23 @@ def markdown(results: Mapping[str, Any]) -> str:
             lines.append(f"| {rank} | {name} | {e['source']} | {_pm(e, 'rmse')} | {_pm(e, 'mae')} | "
                          f"{_num(e['mean'].get('fit_seconds'), 2)} | {_num(e['mean'].get('predict_seconds'), 2)} |")
         lines.append("")
+    ranked = [k for k in results.get("ranking", {}).get("metrics", [])]
+    if ranked and any(k in methods[n]["mean"] for n in run for k in ranked):
+        threshold = next((methods[n]["mean"].get("relevance_threshold") for n in run
+                          if methods[n]["mean"].get("relevance_threshold") is not None), None)
+        lines += [f"Top-N (mean ± std over folds): every test user ranks all items with a training rating that it "
+                  f"did not rate in training; relevant = its test items rated ≥ {_num(threshold, 2)}; higher is "
+                  "better.", "",
+                  "| Method | " + " | ".join(ranked) + " | Rank (s) |", "|---|" + "---|" * len(ranked) + "--:|"]
+        order = sorted(run, key=lambda n: -(methods[n]["mean"].get(ranked[0]) or -math.inf))
+        for name in order:
+            e = methods[name]
+            lines.append(f"| {name} | " + " | ".join(_pm(e, k) for k in ranked)
+                         + f" | {_num(e['mean'].get('rank_seconds'), 2)} |")
+        lines.append("")
+    hidden = {"n_test", "n_unknown", "epochs", "n_rank_users", "rank_seconds", "relevance_threshold", *ranked}
     extras = sorted({k for n in run for k in methods[n]["mean"]
-                     if k not in _STANDARD_KEYS and k not in ("n_test", "n_unknown", "epochs")})
+                     if k not in _STANDARD_KEYS and k not in hidden})
     if extras:
         lines += ["Other metrics (mean over folds; n_impossible: test pairs Surprise could not predict and gave "
                   "its fallback, the training mean):", "",

@@ -17,6 +17,7 @@ from dlfm.data.ratings import Ratings
 from dlfm.data.splits import Fold
 from dlfm.evaluation.metrics import mae, rmse
 from dlfm.models import create
+from dlfm.evaluation.ranking import RankingSpec, evaluate_ranking
 from dlfm.models.base import Recommender, versions
 
 
@@ -33,13 +34,27 @@ def evaluate(model: Recommender, test: Ratings) -> dict[str, float]:
     return record
 
 
-def fit_and_score(model: Any, train: Ratings, test: Ratings, n_unknown: int) -> dict[str, Any]:
-    """Fit ``model`` on ``train`` and score it on ``test``: :func:`evaluate`'s metrics, then
-    ``fit_seconds``, ``n_test``, ``n_unknown`` and, for models trained in epochs, ``epochs``."""
+def rank_and_score(model: Any, train: Ratings, test: Ratings, ranking: RankingSpec) -> dict[str, float]:
+    """The top-N metrics of a fitted model (:func:`~dlfm.evaluation.ranking.evaluate_ranking`
+    over its :meth:`score_matrix`), plus ``relevance_threshold`` and ``rank_seconds``."""
+    started = time.perf_counter()
+    out = dict(evaluate_ranking(None, train, test, ranking, score_rows=model.score_matrix))
+    out["relevance_threshold"] = ranking.threshold_for(train.scale)
+    out["rank_seconds"] = time.perf_counter() - started
+    return out
+
+
+def fit_and_score(model: Any, train: Ratings, test: Ratings, n_unknown: int,
+                  ranking: RankingSpec | None = None) -> dict[str, Any]:
+    """Fit ``model`` on ``train`` and score it on ``test``: :func:`evaluate`'s metrics, with
+    ``ranking`` the top-N metrics of :func:`rank_and_score`, then ``fit_seconds``, ``n_test``,
+    ``n_unknown`` and, for models trained in epochs, ``epochs``."""
     started = time.perf_counter()
     model.fit(train)
     fit_seconds = time.perf_counter() - started
     record = dict(evaluate(model, test))
+    if ranking is not None:
+        record.update(rank_and_score(model, train, test, ranking))
     record.update({"fit_seconds": fit_seconds, "n_test": len(test), "n_unknown": n_unknown})
     if getattr(model, "history_", None):
         record["epochs"] = len(model.history_)
@@ -83,6 +98,7 @@ def cross_validate(
     on_fold: Callable[[dict[str, Any]], None] | None = None,
     on_trial: Callable[[dict[str, Any]], None] | None = None,
     transform: Callable[[Ratings], Ratings] | None = None,
+    ranking: RankingSpec | None = None,
 ) -> dict[str, Any]:
     """Run ``model_name`` with ``params`` over ``folds``; returns the ``cv`` JSON document.
 
@@ -92,6 +108,7 @@ def cross_validate(
     search sees fold k's training part only) over the parameters not given in ``params``,
     the model is refitted on the whole training part with the best ones, and each fold's
     record carries its chosen parameters (``tuned``) and search summary.
+    With ``ranking``, every fold also gets the top-N metrics.
     """
     records = []
     effective: dict[str, Any] | None = None
@@ -108,7 +125,7 @@ def cross_validate(
                           seed=0 if seed is None else seed, on_trial=on_trial)
             fold_params = dict(search["best_params"])
         model = create(model_name, **fold_params)
-        record = {"fold": fold.name, **fit_and_score(model, train, test, fold.n_unknown)}
+        record = {"fold": fold.name, **fit_and_score(model, train, test, fold.n_unknown, ranking)}
         if search is not None:
             record["tuned"] = {k: v for k, v in fold_params.items() if k not in params}
             record["tuning"] = {k: search[k] for k in ("metric", "best_value", "best_trial", "n_trials", "n_pruned",

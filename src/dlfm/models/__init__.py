@@ -7,10 +7,11 @@ from typing import Any, Iterable
 
 from dlfm.errors import ConfigError
 from dlfm.models.base import Recommender
-from dlfm.models.baselines import BaselineModel, GlobalMean
+from dlfm.models.baselines import BaselineModel, GlobalMean, PopularItems
 from dlfm.models.mf import PMF, MatrixFactorization
 
-MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (GlobalMean, BaselineModel, MatrixFactorization, PMF)}
+MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (GlobalMean, BaselineModel, PopularItems,
+                                                                      MatrixFactorization, PMF)}
 
 
 def register(cls: type[Recommender]) -> type[Recommender]:
@@ -74,5 +75,5 @@ def _load_neural() -> None:
                 raise
 
 
-__all__ = ["MODELS", "Recommender", "GlobalMean", "BaselineModel", "MatrixFactorization", "PMF",
+__all__ = ["MODELS", "Recommender", "GlobalMean", "BaselineModel", "PopularItems", "MatrixFactorization", "PMF",
            "create", "model_class", "parse_params", "register"]

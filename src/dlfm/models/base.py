@@ -234,6 +234,28 @@ class Recommender:
     def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def score_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Ranking scores of index pairs (higher = recommend first), as the top-N protocol of
+        :mod:`dlfm.evaluation.ranking` reads them: the prediction *before* clipping to the
+        rating scale, so that items predicted above the top of the scale do not tie. A model
+        that ranks by something else than its rating (``popular``) overrides this."""
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        if users.shape != items.shape:
+            raise ConfigError(f"users and items differ in shape ({users.shape} vs {items.shape})")
+        if users.size == 0:
+            return np.empty(0, dtype=np.float64)
+        return np.asarray(self._predict_indices(users, items), dtype=np.float64)
+
+    def score_matrix(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """:meth:`score_indices` of every (user, item) pair of ``users × items``, shape
+        (len(users), len(items)); a model with a faster product (``mf``) overrides it."""
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        grid = self.score_indices(np.repeat(users, len(items)), np.tile(items, len(users)))
+        return grid.reshape(len(users), len(items))
+
     def _lookup(self, users: Iterable[Any], items: Iterable[Any], unknown: UnknownPolicy) -> tuple[np.ndarray, np.ndarray]:
         """Index arrays of raw ``users`` and ``items``: two sequences of ids of one length, or
         one id (a sequence of one) against many."""
@@ -267,9 +289,10 @@ class Recommender:
 
     def recommend(self, user: Any, k: int = 10, *, exclude_seen: bool = True,
                   items: Sequence[Any] | None = None) -> list[tuple[Any, float]]:
-        """The ``k`` items with the highest predicted rating for a known user, as
-        ``(raw item id, score)`` pairs; items the user rated in training are left out unless
-        ``exclude_seen=False``; items without any training rating are never recommended."""
+        """The ``k`` items with the highest ranking score (:meth:`score_indices`: the
+        unclipped predicted rating, or popularity for ``popular``) for a known user, as
+        ``(raw item id, predicted rating)`` pairs; items the user rated in training are left out
+        unless ``exclude_seen=False``; items without any training rating are never recommended."""
         self._check_fitted()
         _check_k(k)
         u = self.user_vocab_.index(user, what="user")
@@ -277,8 +300,13 @@ class Recommender:
         if exclude_seen:
             seen = self.train_.csr()[u].indices
             candidates = np.setdiff1d(candidates, seen, assume_unique=False)
-        scores = self.predict_indices(np.full(len(candidates), u), candidates)
-        return self._top(candidates, scores, k)
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, not {k}")
+        users = np.full(len(candidates), u)
+        order = np.lexsort((candidates, -self.score_indices(users, candidates)))[:k]  # ties by index
+        chosen = candidates[order]
+        predicted = self.predict_indices(users[order], chosen)
+        return [(r, float(s)) for r, s in zip(self.item_vocab_.raw(chosen), predicted)]
 
     def _candidates(self, items: Sequence[Any] | None) -> np.ndarray:
         if items is None:
@@ -325,6 +353,19 @@ class Recommender:
             values[n] = float(value)
             if not np.isfinite(values[n]):
                 raise ConfigError(f"the new user's rating of item {item!r} must be finite, not {value!r}")
+        return idx, values
+
+    def _new_item_column(self, ratings: Mapping[Any, float]) -> tuple[np.ndarray, np.ndarray]:
+        """User indices and values of a new item's ratings; unknown users are an error."""
+        if not ratings:
+            raise ConfigError("a new item needs at least one rating")
+        idx = self.user_vocab_.lookup(list(ratings))
+        missing = [user for user, k in zip(ratings, idx) if k < 0]
+        if missing:
+            raise UnknownIdError(f"unknown user {missing[0]!r} in the new item's ratings")
+        values = np.asarray(list(ratings.values()), dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ConfigError("a new item's ratings must be finite numbers")
         return idx, values
 
     # ------------------------------------------------------------------ persistence

@@ -1,4 +1,4 @@
-"""Classic baselines: the global mean, and regularized user and item biases.
+"""Classic baselines: the global mean, regularized user and item biases, and most-popular.
 
 Both share the fallback every model uses: an unknown user or item contributes no bias.
 """
@@ -42,6 +42,12 @@ class GlobalMean(Recommender):
         self._check_fitted()
         self._new_user_row(ratings)
         return np.clip(np.full(len(items), self.global_mean_), *self.scale_)
+
+    def predict_new_item(self, ratings: Mapping[Any, float], users: Sequence[Any]) -> np.ndarray:
+        """μ for every user: the mean ignores who rated what."""
+        self._check_fitted()
+        self._new_item_column(ratings)
+        return np.clip(np.full(len(users), self.global_mean_), *self.scale_)
 
 
 def als_biases(train: Ratings, reg_user: float, reg_item: float, n_epochs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,6 +106,15 @@ class BaselineModel(Recommender):
         target = self.item_vocab_.lookup(items)
         return np.clip(self.global_mean_ + b_u + take_or_zero(self.item_bias_, target), *self.scale_)
 
+    def predict_new_item(self, ratings: Mapping[Any, float], users: Sequence[Any]) -> np.ndarray:
+        """A new item folded in by the closed form of its bias, b_i = Σ_u (r_ui − μ − b_u) / (λ_i + n),
+        then r̂_ui = μ + b_u + b_i for each of ``users`` (an unknown user contributes no b_u)."""
+        self._check_fitted()
+        idx, values = self._new_item_column(ratings)
+        b_i = np.sum(values - self.global_mean_ - self.user_bias_[idx]) / (self.reg_item + len(idx))
+        target = self.user_vocab_.lookup(users)
+        return np.clip(self.global_mean_ + b_i + take_or_zero(self.user_bias_, target), *self.scale_)
+
     def _state(self) -> dict[str, Any]:
         return {"user_bias": self.user_bias_, "item_bias": self.item_bias_}
 
@@ -107,3 +122,22 @@ class BaselineModel(Recommender):
         self._expect_shapes(tensors, {"user_bias": (self.train_.n_users,), "item_bias": (self.train_.n_items,)})
         self.user_bias_ = tensors["user_bias"].numpy()
         self.item_bias_ = tensors["item_bias"].numpy()
+
+
+class PopularItems(BaselineModel):
+    """Most popular: recommends the items with the most training ratings, to everyone.
+
+    Ranking score s_ui = |R(i)|, the item's number of training ratings (ties by the lower item
+    index), the same for every user — the non-personalised top-N baseline (Cremonesi et al.
+    2010). Its *rating* prediction is the baseline's, r̂_ui = μ + b_u + b_i (same parameters
+    and fold-in as ``baseline``), so RMSE/MAE read as ``baseline``'s; only :meth:`score_indices`
+    (what top-N evaluation ranks by) differs.
+    """
+
+    name = "popular"
+
+    def score_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """|R(i)| for each pair (0 for an unknown item)."""
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        return take_or_zero(self.train_.item_counts.astype(np.float64), items)

@@ -24,7 +24,8 @@ reparameterized draws u = m + s ⊙ ε, ε ~ N(0, I) (eqs. 27–32). Options: a 
 (``kl_weight``), a linear warm-up of β over ``kl_warmup`` epochs, and free bits (a floor
 ``free_bits`` on each dimension's KL, in nats). The Gaussian
 observation noise is fixed during training (``noise="fixed"``, σ = ``fixed_sigma``, default 0.1 chosen on
-validation by ``benchmarks/tune_dlf.py --model vdlf``: 0.8922 against 0.9319 for σ = 0.3; a smaller σ
+validation parts of ML-100k's u1.base in an earlier round — ratings that are other folds' test ratings, see
+:class:`~dlfm.models.neural.NeuralFactorModel` on provenance — 0.8922 against 0.9319 for σ = 0.3; a smaller σ
 weighs the data more against the prior, as β = σ² would) and then calibrated for the predictive
 distribution on the held-out validation part; or learned: one σ for all ratings
 (``noise="global"``), or a σ per rating from the decoder (``noise="per_rating"``). Learned σ

@@ -1,0 +1,186 @@
+"""Top-N evaluation: rank every candidate item for every test user, score the top of the list.
+
+Protocol (the one of the literature, e.g. Cremonesi et al. 2010 "all unrated items"):
+
+- candidates of user u: every item with at least one training rating that u did not rate in
+  training (items no model has seen are never recommended, as in :meth:`Recommender.recommend`);
+- relevant items of u: u's test items rated at or above the relevance threshold τ
+  (:func:`~dlfm.evaluation.metrics.default_relevance_threshold`: τ = 4 on a 1-5 scale,
+  lo + ¾ (hi − lo) on any other), restricted to the candidates;
+- each test user with at least one relevant item is ranked by the model's score, highest
+  first, ties broken by the lower item index (deterministic); precision, recall, NDCG and MAP
+  at each k are averaged over those users (:func:`~dlfm.evaluation.metrics.ranking_from_hits`).
+
+Scores come in chunks of users × all candidates through one vectorised call (for a dlfm model
+:meth:`~dlfm.models.base.Recommender.score_indices`), never a Python loop over items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from dlfm.data.ratings import Ratings
+from dlfm.errors import ConfigError
+from dlfm.evaluation.metrics import RANKING_METRICS, default_relevance_threshold, ranking_from_hits
+
+RATING_METRICS: tuple[str, ...] = ("rmse", "mae")
+DEFAULT_METRICS = "rmse,mae,precision@10,recall@10,ndcg@10,map@10"
+
+#: scores of (user index, item index) pairs, one float per pair, higher = recommended first
+PairScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+#: scores of a chunk of users (row indices) against the candidates, shape (len(rows), n_candidates)
+RowScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class RankingSpec:
+    """Which ranking metrics to compute: ``metrics`` at every k of ``ks``, relevant = rating ≥
+    ``threshold`` (``None``: the scale's default)."""
+
+    ks: tuple[int, ...] = (10,)
+    metrics: tuple[str, ...] = RANKING_METRICS
+    threshold: float | None = None
+    #: exactly the ``metric@k`` names asked for (all of ``metrics`` × ``ks`` when empty)
+    names: tuple[str, ...] = field(default=())
+
+    def threshold_for(self, scale: tuple[float, float]) -> float:
+        return default_relevance_threshold(scale) if self.threshold is None else float(self.threshold)
+
+    def select(self, values: dict[str, float]) -> dict[str, float]:
+        return {k: v for k, v in values.items() if not self.names or k in self.names}
+
+
+def parse_metrics(spec: str | None, threshold: float | None = None,
+                  flag: str = "--metrics") -> RankingSpec | None:
+    """``"rmse,mae,ndcg@10,recall@20"`` → the ranking part (``None`` when only rating metrics).
+
+    RMSE and MAE are always reported (they cost nothing); ``precision@K``, ``recall@K``,
+    ``ndcg@K`` and ``map@K`` (K ≥ 1) ask for the top-N protocol. Raises :class:`ConfigError`
+    naming ``flag`` for anything else."""
+    if threshold is not None and not np.isfinite(threshold):
+        raise ConfigError(f"--relevance-threshold must be a finite number, not {threshold}")
+    tokens = [t.strip().lower() for t in (DEFAULT_METRICS if spec is None else spec).split(",") if t.strip()]
+    if not tokens:
+        raise ConfigError(f"{flag} names no metric")
+    names: list[str] = []
+    for token in tokens:
+        if token in RATING_METRICS:
+            continue
+        metric, at, k_text = token.partition("@")
+        if metric not in RANKING_METRICS or not at:
+            raise ConfigError(f"{flag}: unknown metric {token!r}; known: rmse, mae, "
+                              + ", ".join(f"{m}@K" for m in RANKING_METRICS))
+        try:
+            k = int(k_text)
+        except ValueError:
+            raise ConfigError(f"{flag}: {token!r} needs a whole number after @, e.g. {metric}@10") from None
+        if k < 1:
+            raise ConfigError(f"{flag}: {token!r}: K must be at least 1")
+        if f"{metric}@{k}" not in names:
+            names.append(f"{metric}@{k}")
+    if not names:
+        return None
+    ks = tuple(sorted({int(n.split("@")[1]) for n in names}))
+    metrics = tuple(m for m in RANKING_METRICS if any(n.startswith(m + "@") for n in names))
+    return RankingSpec(ks=ks, metrics=metrics, threshold=threshold, names=tuple(names))
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of the ``k`` highest scores of each row, best first, ties by the lower column.
+
+    NaN and −∞ mark columns that are not candidates: they come last and are flagged invalid.
+    Returns (columns, valid), both of shape (n_rows, min(k, n_columns)).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    n, m = scores.shape
+    k = min(int(k), m)
+    neg = np.where(np.isnan(scores), np.inf, -scores)
+    if k == 0:
+        return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=bool)
+    if k < m:
+        kth = np.partition(neg, k - 1, axis=1)[:, k - 1:k]
+        better = neg < kth
+        equal = neg == kth
+        need = k - better.sum(axis=1, keepdims=True)
+        take = better | (equal & (np.cumsum(equal, axis=1) <= need))
+        cols = np.nonzero(take)[1].reshape(n, k)  # increasing column order within each row
+    else:
+        cols = np.tile(np.arange(m), (n, 1))
+    order = np.argsort(np.take_along_axis(neg, cols, axis=1), axis=1, kind="stable")
+    cols = np.take_along_axis(cols, order, axis=1)
+    valid = np.isfinite(np.take_along_axis(neg, cols, axis=1))
+    return cols.astype(np.int64), valid
+
+
+def _pattern(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """The 0/1 incidence matrix of (user, item) pairs (values never matter: a 0 rating counts)."""
+    return sp.csr_matrix((np.ones(len(users), dtype=np.int8), (users, items)), shape=shape)
+
+
+def rank_rows(score_rows: RowScorer, rows: np.ndarray, candidates: np.ndarray, seen: sp.csr_matrix,
+              relevant: sp.csr_matrix, spec: RankingSpec, *, chunk_pairs: int = 2 ** 21) -> dict[str, float]:
+    """The ranking metrics of ``rows`` (users): each row's candidates minus its ``seen`` entries,
+    scored by ``score_rows``, against its ``relevant`` entries (both sparse, rows × items).
+
+    Adds ``n_rank_users``: how many rows had a relevant candidate (the others are left out)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    candidates = np.asarray(candidates, dtype=np.int64)
+    seen_c = seen[:, candidates].tocsr()
+    rel_c = relevant[:, candidates].tocsr()
+    rel_c = rel_c - rel_c.multiply(seen_c)  # a relevant item the user rated in training is no candidate
+    rel_c.eliminate_zeros()
+    n_rel_all = np.asarray((rel_c[rows] != 0).sum(axis=1)).ravel()
+    rows = rows[n_rel_all > 0]
+    n_rel = n_rel_all[n_rel_all > 0]
+    k_max = max(spec.ks)
+    hits = np.zeros((len(rows), min(k_max, len(candidates))), dtype=bool)
+    step = max(1, chunk_pairs // max(1, len(candidates)))
+    for start in range(0, len(rows), step):
+        part = rows[start:start + step]
+        scores = np.array(score_rows(part, candidates), dtype=np.float64).reshape(len(part), len(candidates))
+        scores[seen_c[part].toarray() != 0] = -np.inf
+        cols, valid = top_k(scores, k_max)
+        rel_dense = rel_c[part].toarray() != 0
+        hits[start:start + len(part)] = np.take_along_axis(rel_dense, cols, axis=1) & valid
+    out = spec.select(ranking_from_hits(hits, n_rel, spec.ks, spec.metrics))
+    out["n_rank_users"] = int(len(rows))
+    return out
+
+
+def pair_rows(score: PairScorer) -> RowScorer:
+    """A :data:`RowScorer` from a :data:`PairScorer`: all (row, candidate) pairs in one call."""
+
+    def rows_scores(rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        users = np.repeat(rows, len(candidates))
+        items = np.tile(candidates, len(rows))
+        return np.asarray(score(users, items), dtype=np.float64).reshape(len(rows), len(candidates))
+
+    return rows_scores
+
+
+def evaluate_ranking(score: PairScorer | None, train: Ratings, test: Ratings, spec: RankingSpec, *,
+                     candidates: np.ndarray | None = None, chunk_pairs: int = 2 ** 21,
+                     score_rows: RowScorer | None = None) -> dict[str, float]:
+    """The top-N protocol of this module for a fitted model's ``score`` over (user, item)
+    indices of ``train``/``test`` (one vocabulary), or ``score_rows`` (users × candidates at
+    once, e.g. a model's :meth:`~dlfm.models.base.Recommender.score_matrix`).
+
+    ``candidates`` defaults to the items with a training rating. Returns the metrics ``spec``
+    asks for, and ``n_rank_users``."""
+    if candidates is None:
+        candidates = np.flatnonzero(train.item_counts > 0)
+    shape = (train.n_users, train.n_items)
+    threshold = spec.threshold_for(train.scale)
+    good = test.ratings >= threshold
+    relevant = _pattern(test.users[good], test.items[good], shape)
+    seen = _pattern(train.users, train.items, shape)
+    rows = np.unique(test.users[good])
+    if score_rows is None:
+        if score is None:
+            raise ValueError("evaluate_ranking needs score or score_rows")
+        score_rows = pair_rows(score)
+    return rank_rows(score_rows, rows, candidates, seen, relevant, spec, chunk_pairs=chunk_pairs)
