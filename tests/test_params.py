@@ -16,7 +16,7 @@ from dlfm.errors import ConfigError, DataError, ModelFileError
 from dlfm.models import MODELS, create, model_class, parse_params
 from dlfm.models.base import Recommender
 
-NAMES = ["mean", "baseline", "mf", "pmf", "dlf", "vdlf"]
+NAMES = ["mean", "baseline", "popular", "mf", "pmf", "dlf", "vdlf"]
 
 
 @pytest.mark.parametrize("name", NAMES)
