@@ -160,13 +160,17 @@ def test_train_onto_a_character_device_leaves_it_a_device(tmp_path, capsys):
     assert code == 0 and stat.S_ISCHR(os.stat(device).st_mode)
 
 
-def test_json_to_dev_stdout_prints_the_json(tmp_path):
+def test_json_to_a_link_to_stdout_prints_the_json(tmp_path, capfd):
+    """``--json /dev/stdout``, through a link of our own to this process's fd 1 (never the
+    system's /dev nodes): the JSON is printed, and the link is not replaced by a file."""
     path = tmp_path / "r.csv"
     write_ratings(synthetic(30, 20, 200, seed=0), path)
-    proc = _dlfm("info", path, "--json", "/dev/stdout")
-    assert proc.returncode == 0, proc.stderr
-    start = proc.stdout.index("{")
-    assert json.loads(proc.stdout[start:])["ratings"] == 200
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")
+    assert main(["info", str(path), "--json", str(link)]) == 0
+    out = capfd.readouterr().out
+    assert json.loads(out[out.index("{"):])["ratings"] == 200
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "stdout"]
 
 
 def test_a_checkpoint_dir_that_is_a_file_fails_before_training(tmp_path, capsys, monkeypatch):
