@@ -67,12 +67,12 @@ def test_train_predict_recommend(tmp_path, capsys):
     assert run(["train", str(path), "--model", "mf", "-o", str(model)], capsys)[0] == 0
     user, item = data.raw_users()[0], data.raw_items()[0]
     code, out, _ = run(["predict", str(model), "--user", str(user), "--item", str(item), "--json", str(tmp_path / "p.json")], capsys)
-    assert code == 0 and json.loads((tmp_path / "p.json").read_text())["prediction"] > 0
+    assert code == 0 and json.loads((tmp_path / "p.json").read_text())[0]["prediction"] > 0
     code, out, _ = run(["recommend", str(model), "--user", str(user), "-k", "5", "--json", str(tmp_path / "r.json")], capsys)
     rec = json.loads((tmp_path / "r.json").read_text())
-    assert code == 0 and len(rec["items"]) == 5
+    assert code == 0 and len(rec) == 5 and [r["rank"] for r in rec] == [1, 2, 3, 4, 5]
     code, _, _ = run(["recommend", str(model), "--ratings", f"{item}:5", "-k", "3", "--json", str(tmp_path / "n.json")], capsys)
-    assert code == 0 and str(item) not in [str(i) for i in json.loads((tmp_path / "n.json").read_text())["items"]]
+    assert code == 0 and str(item) not in [str(r["item"]) for r in json.loads((tmp_path / "n.json").read_text())]
     code, _, err = run(["predict", str(model), "--user", "ghost", "--item", str(item), "--strict"], capsys)
     assert code == 2 and "unknown user" in err
 

@@ -238,7 +238,7 @@ def test_ml100k_u1_accuracy_and_new_user_recommendations(ml100k_root, tmp_path):
     model.save(path)
     out = tmp_path / "rec.json"
     assert main(["recommend", str(path), "--ratings", "50:5,172:5,181:4", "-k", "10", "--json", str(out)]) == 0
-    items = [str(i) for i in json.loads(out.read_text())["items"]]
+    items = [str(r["item"]) for r in json.loads(out.read_text())]
     assert len(items) == 10 and not {"50", "172", "181"} & set(items)
 
 

@@ -86,7 +86,7 @@ def test_cli_predict_samples_prints_mean_std_and_interval(tmp_path, fitted, fold
     user, item = fold.train.raw_users()[0], fold.train.raw_items()[0]
     code = main(["predict", str(path), "--user", str(user), "--item", str(item), "--samples", "500",
                  "--json", str(tmp_path / "p.json")])
-    out = json.loads((tmp_path / "p.json").read_text())
+    out = json.loads((tmp_path / "p.json").read_text())[0]
     assert code == 0 and out["q05"] <= out["prediction"] <= out["q95"] and out["std"] > 0
     assert "q95" in capsys.readouterr().out
 

@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import sys
+from typing import Any, TextIO
+
+import numpy as np
 
 from dlfm.data.ratings import Ratings
 from dlfm.errors import ConfigError
 
 
+def resolve_folds(args: argparse.Namespace) -> str:
+    """``--folds`` left out: ``official`` for a named data set that ships folds (ML-100k's
+    u1-u5), ``kfold`` for a file or any other set (said on stderr). Sets ``args.folds``."""
+    from dlfm import datasets
+
+    if args.folds is None:
+        spec = datasets.DATASETS.get(args.source)
+        args.folds = "official" if spec is not None and spec.official_folds else "kfold"
+        if args.folds == "kfold" and is_main_process():
+            print(f"dlfm: {args.source} has no official folds: using --folds kfold --k {args.k}", file=sys.stderr)
+    return args.folds
+
+
 def select_folds(args: argparse.Namespace, seed: int | None) -> tuple[Any, str]:
     """The folds ``--folds`` names — ``kfold`` (seeded, of the loaded source) or official folds
     (``official``, ``u1``, ``ua``…; named data sets only, fetched as ``--no-download`` and
-    ``--quiet`` say) — and the data set's name."""
+    ``--quiet`` say); without ``--folds``, :func:`resolve_folds` — and the data set's name."""
     from dlfm import datasets
 
+    resolve_folds(args)
     is_named = args.source in datasets.DATASETS
     if args.folds != "kfold":
         if not is_named:
@@ -25,9 +42,11 @@ def select_folds(args: argparse.Namespace, seed: int | None) -> tuple[Any, str]:
     return datasets.kfold(ratings, args.k, seed=seed), args.source if is_named else ratings.name
 
 
-def add_data_options(parser: argparse.ArgumentParser) -> None:
-    """Where data comes from: a named data set or a file, and how to read a file."""
-    parser.add_argument("source", metavar="DATASET|FILE", help="a known data set (see `dlfm datasets`) or a rating file")
+def add_data_options(parser: argparse.ArgumentParser, *, source_optional: bool = False) -> None:
+    """Where data comes from: a named data set or a file, and how to read a file
+    (``source_optional``: the data may come from other options, as ``cv --train --test``)."""
+    parser.add_argument("source", metavar="DATASET|FILE", nargs="?" if source_optional else None,
+                        help="a known data set (see `dlfm datasets`) or a rating file")
     parser.add_argument("--data-dir", help="data directory (default: $DLFM_DATA_DIR, else ~/.cache/dlfm)")
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing data set")
     group = parser.add_argument_group("reading a rating file")
@@ -53,14 +72,15 @@ def parse_scale(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
-def load_source(args: argparse.Namespace) -> Ratings:
+def load_source(args: argparse.Namespace, source: str | None = None) -> Ratings:
+    """The ratings of ``source`` (default ``args.source``), read as the reading options say."""
     from dlfm import datasets
 
     options: dict[str, Any] = {"sep": args.sep, "header": args.header, "scale": parse_scale(args.scale),
                                "duplicates": args.duplicates}
     if args.columns:
         options["columns"] = [c.strip() for c in args.columns.split(",")]
-    return datasets.load_any(args.source, data_dir=args.data_dir, download=not args.no_download,
+    return datasets.load_any(args.source if source is None else source, data_dir=args.data_dir, download=not args.no_download,
                              quiet=getattr(args, "quiet", False), **options)
 
 
@@ -79,22 +99,58 @@ def is_main_process() -> bool:
     return main_process()
 
 
+#: where ``--json -`` (and ``--output -``) write: the real standard output, while everything
+#: else a command prints goes to standard error (set by :func:`dlfm.cli.main.main`)
+machine_stdout: TextIO | None = None
+
+
+def result_stream() -> TextIO:
+    """The stream for a machine-readable result sent to ``-``: standard output, even while
+    the human-readable output of the command is diverted to standard error."""
+    return machine_stdout if machine_stdout is not None else sys.stdout
+
+
+def json_default(obj: Any) -> Any:
+    """JSON for numpy scalars and arrays (``np.int64(196)`` → ``196``, not ``"196"``) and paths."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
 def emit_json(path: str | None, obj: Any) -> None:
-    """Write ``obj`` as strict JSON to ``path`` (``-``: stdout); NaN becomes null with a reason."""
+    """Write ``obj`` as strict JSON (NaN and infinities become null, with the reason under
+    ``null_reasons``) to ``path`` (atomically), or alone on standard output for ``-``."""
     if not path or not is_main_process():
         return
-    from dlfm.persistence import write_json
+    from dlfm.persistence import dumps_json, write_json
 
+    if path == "-":
+        stream = result_stream()
+        stream.write(dumps_json(obj))
+        stream.flush()
+        return
     write_json(path, obj)
 
 
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A plain-text table: numeric columns right-aligned, text columns left-aligned."""
     cells = [[_fmt(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[k]) for r in cells)) if cells else len(h) for k, h in enumerate(headers)]
-    line = "  ".join(h.rjust(w) for h, w in zip(headers, widths))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    numeric = [bool(cells) and all(_is_numeric(row[k]) for row in rows if row[k] not in ("", "-", None))
+               for k in range(len(headers))]
+
+    def align(text: str, k: int) -> str:
+        return text.rjust(widths[k]) if numeric[k] else text.ljust(widths[k])
+
+    out = ["  ".join(align(h, k) for k, h in enumerate(headers)).rstrip(), "  ".join("-" * w for w in widths)]
+    out += ["  ".join(align(c, k) for k, c in enumerate(row)).rstrip() for row in cells]
     return "\n".join(out)
+
+
+def _is_numeric(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _fmt(value: Any) -> str:

@@ -2,7 +2,11 @@
 
 Each sub-command lives in its own module with a ``register(subparsers)`` function; errors
 that a user can cause (:class:`~dlfm.errors.DlfmError`) print one clear message and exit with
-status 2, never a traceback.
+status 2, never a traceback. ``dlfm`` without a command prints the help and exits 0.
+
+With ``--json -`` (or ``--output -``) standard output carries the result alone: everything
+else the command prints (tables, notes) goes to standard error, so ``dlfm ... --json - |
+python -m json.tool`` works for every command.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import sys
 from typing import Sequence
 
 from dlfm import __version__
+from dlfm.cli import common
 from dlfm.cli.common import is_main_process
 from dlfm.errors import DlfmError
 
@@ -33,7 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="dlfm", description="Deep latent factor models for collaborative filtering.")
     parser.add_argument("--version", action="version", version=f"dlfm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
-    sub.required = True
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -66,10 +70,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:  # bare `dlfm`: the help, as `dlfm --help` would print it
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 0
     args.argv = argv
     if not is_main_process():  # under torchrun: only process 0 speaks
         sys.stdout = open(os.devnull, "w")
+    to_stdout = [flag for flag, dest in (("--json", "json_path"), ("--output", "output_path"))
+                 if getattr(args, dest, None) == "-"]
+    if len(to_stdout) > 1:
+        parser.exit(2, "dlfm: error: --json - and --output - cannot both write to standard output\n")
+    saved_stdout = sys.stdout
+    if to_stdout:  # the result alone on stdout; tables and notes to stderr
+        common.machine_stdout = saved_stdout
+        sys.stdout = sys.stderr
     try:
         return int(args.handler(args) or 0)
     except DlfmError as exc:
@@ -82,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        if to_stdout:
+            sys.stdout = saved_stdout
+            common.machine_stdout = None
 
 
 if __name__ == "__main__":

@@ -107,10 +107,18 @@ def binarizer(args: argparse.Namespace) -> Any:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cv", help="cross-validate a model (official folds or K-fold)",
-                       description="Fit and score a model on each fold; prints per-fold and mean RMSE, MAE and times.")
-    add_data_options(p)
+                       description="Fit and score a model on each fold; prints per-fold and mean RMSE, MAE and times. "
+                                   "Folds: a named data set's official ones (ML-100k's u1-u5, the default there), "
+                                   "seeded K-fold (the default for a file), or one fixed split given as two files "
+                                   "(--train FILE --test FILE).")
+    add_data_options(p, source_optional=True)
     add_model_options(p)
-    p.add_argument("--folds", default="official", help="official (u1-u5), a fold name (u1, ua, ub), or kfold")
+    p.add_argument("--folds", default=None,
+                   help="official (u1-u5), a fold name (u1, ua, ub), or kfold (default: official where the data set "
+                        "has official folds, else kfold)")
+    p.add_argument("--train", metavar="FILE", help="score one fixed split: fit on this rating file (with --test)")
+    p.add_argument("--test", metavar="FILE", help="... and score on this one; its ids are mapped onto the training "
+                                                  "file's, unknown ones get the fallback")
     p.add_argument("--k", type=int, default=5, help="number of folds for --folds kfold (default 5)")
     p.add_argument("--fold", type=int, help="run only the N-th fold (1-based)")
     p.add_argument("--tune", type=int, default=0, metavar="TRIALS",
@@ -152,28 +160,51 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_train)
 
     p = sub.add_parser("predict", help="predict ratings with a saved model",
-                       description="Predicted rating of a user for one or more items.")
+                       description="Predicted rating of a user for one or more items (--user, --item), or of "
+                                   "every (user, item) pair of a file (--input pairs.csv --output preds.csv).")
     p.add_argument("model_path", metavar="MODEL")
-    p.add_argument("--user", required=True, help="raw user id")
-    p.add_argument("--item", required=True, action="append", help="raw item id (repeatable)")
-    p.add_argument("--samples", type=int, default=0, help="draw this many samples of the predictive distribution")
+    p.add_argument("--user", help="raw user id")
+    p.add_argument("--item", action="append", help="raw item id (repeatable)")
+    p.add_argument("--input", metavar="FILE", help="a delimited file of (user, item) pairs, one per line; extra "
+                                                   "columns (a rating) are ignored")
+    p.add_argument("--samples", type=int, default=0,
+                   help="draw this many samples of the predictive distribution: adds std and a 90%% interval")
     p.add_argument("--strict", action="store_true", help="unknown ids are an error instead of the fallback")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where a neural model computes (default: as saved)")
+    add_table_options(p, "user,item")
     add_json_option(p)
     p.set_defaults(handler=run_predict)
 
-    p = sub.add_parser("recommend", help="top-N items for a known user or for new ratings",
-                       description="Top-k items a user has not rated, by predicted rating. For a user the "
-                                   "model never saw, give their ratings: --ratings \"50:5,172:5,181:4\".")
+    p = sub.add_parser("recommend", help="top-N items for known users or for new ratings",
+                       description="Top-k items a user has not rated, by predicted rating: for one user (--user), "
+                                   "for many (--users FILE or --users all, with --output recs.csv), or for a user the "
+                                   "model never saw, from their ratings: --ratings \"50:5,172:5,181:4\".")
     p.add_argument("model_path", metavar="MODEL")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="raw id of a known user")
+    who.add_argument("--users", metavar="FILE|all", help="a file of user ids (one per line, or a user column), "
+                                                         "or 'all' for every user of the model")
     who.add_argument("--ratings", help="a new user's ratings as ITEM:RATING,ITEM:RATING,...")
     p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="also rank items the user already rated")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where a neural model computes (default: as saved)")
+    add_table_options(p, "user")
     add_json_option(p)
     p.set_defaults(handler=run_recommend)
+
+
+def add_table_options(parser: argparse.ArgumentParser, roles: str) -> None:
+    """``--output`` and the options that read a file of ids (``--input``, ``--users``)."""
+    parser.add_argument("--output", dest="output_path", metavar="FILE",
+                        help="write the rows as CSV, or JSON lines when FILE ends in .jsonl ('-' for stdout)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    group = parser.add_argument_group("reading the file of ids")
+    group.add_argument("--sep", help="field separator (default: sniffed: tab, '::', ',', ';', '|', space)")
+    hdr = group.add_mutually_exclusive_group()
+    hdr.add_argument("--header", dest="header", action="store_true", default=None, help="the first line names the columns")
+    hdr.add_argument("--no-header", dest="header", action="store_false", help="the first line is data")
+    group.add_argument("--columns", help=f"the {roles} column(s) by name or 0-based position (default: a header's "
+                                         "user/item names, else the first columns)")
 
 
 def _only_fold(folds: Any, number: int | None) -> Any:
@@ -197,11 +228,19 @@ def run_cv(args: argparse.Namespace) -> int:
     params = model_params(args)
     ranking = ranking_spec(args)
     if args.protocol != "ratings":
+        if args.train is not None or args.test is not None:
+            raise ConfigError("--train/--test is a fixed split; a cold-start protocol makes its own folds")
         return run_coldstart(args, params, ranking)
-    folds, _ = select_folds(args, 0 if args.seed is None else args.seed)
-    folds = _only_fold(folds, args.fold)
+    if args.train is not None or args.test is not None:
+        folds = _given_split(args)
+    else:
+        if args.source is None:
+            raise ConfigError("dlfm cv needs a data set or rating file, or --train FILE --test FILE")
+        folds, _ = select_folds(args, 0 if args.seed is None else args.seed)
+    folds = _warn_small(_only_fold(folds, args.fold))
     if is_main_process():
-        print(f"dlfm cv: {args.model} on {args.source} ({args.folds} folds) params={params}", file=sys.stderr)
+        scheme = "one given split" if args.folds == "given" else f"{args.folds} folds"
+        print(f"dlfm cv: {args.model} on {args.source} ({scheme}) params={params}", file=sys.stderr)
 
     def show(record: dict[str, Any]) -> None:
         if not is_main_process():
@@ -221,15 +260,78 @@ def run_cv(args: argparse.Namespace) -> int:
         result["ranking"] = ranking_record(ranking)
     if args.binarize is not None:
         result["binarize"] = args.binarize
-    metrics = [k for k, v in result["folds"][0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-               and k not in ("fold", "n_test", "n_unknown", "epochs", "n_rank_users", "rank_seconds",
-                             "relevance_threshold")]
-    rows = [[r["fold"], *[r.get(m, float("nan")) for m in metrics], r["n_test"]] for r in result["folds"]]
-    rows.append(["mean", *[result["mean"].get(m, float("nan")) for m in metrics], ""])
-    rows.append(["std", *[result["std"].get(m, float("nan")) for m in metrics], ""])
-    print(format_table(["fold", *metrics, "n_test"], rows))
+    if args.train is not None:
+        result.update({"train_file": args.train, "test_file": args.test})
+    metrics = cv_columns(result["folds"])
+    rows = [[r["fold"], *[r.get(m, float("nan")) for m in metrics], r["n_test"], r["n_unknown"]] for r in result["folds"]]
+    rows.append(["mean", *[result["mean"].get(m, float("nan")) for m in metrics], "", ""])
+    rows.append(["std", *[result["std"].get(m, float("nan")) for m in metrics], "", ""])
+    print(format_table(["fold", *metrics, "n_test", "n_unknown"], rows))
     emit_json(args.json_path, result)
     return 0
+
+
+#: the order of the ``cv`` table's columns: accuracy, then the likelihood's own metrics, then
+#: the times; any other metric a model reports comes after these, alphabetically
+CV_COLUMN_ORDER = ("rmse", "mae", "nll", "coverage50", "coverage90", "auc", "log_loss", "fit_seconds",
+                   "predict_seconds", "epochs")
+
+
+def cv_columns(records: list[dict[str, Any]]) -> list[str]:
+    """The numeric metric columns of a ``cv`` table, in :data:`CV_COLUMN_ORDER` (fold, n_test
+    and n_unknown are the table's first and last columns; other fields, such as a tuned
+    fold's chosen parameters, are in the JSON only)."""
+    present = {k for r in records for k, v in r.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)} - {"fold", "n_test", "n_unknown",
+                                                                                "n_rank_users", "relevance_threshold"}
+    fixed = [k for k in CV_COLUMN_ORDER if k in present]
+    return fixed + sorted(present - set(fixed))
+
+
+#: below this many test ratings a fold's RMSE is mostly noise, and ``cv`` warns
+SMALL_TEST = 100
+
+
+def _warn_small(folds: Any) -> Any:
+    """Pass the folds through, warning (once) when a test part is too small to evaluate."""
+    warned = False
+    for fold in folds:
+        if not warned and len(fold.test) < SMALL_TEST and is_main_process():
+            print(f"dlfm: warning: {fold.name} tests on only {len(fold.test)} rating"
+                  f"{'s' if len(fold.test) != 1 else ''} ({len(fold.train)} to train on): with fewer than "
+                  f"{SMALL_TEST} test ratings its RMSE is mostly noise; use more data or fewer folds",
+                  file=sys.stderr)
+            warned = True
+        yield fold
+
+
+def _given_split(args: argparse.Namespace) -> list[Any]:
+    """``--train FILE --test FILE``: one fixed fold, the test file's ids mapped onto the
+    training file's (unknown ones counted in n_unknown and predicted by the fallback)."""
+    from pathlib import Path
+
+    from dlfm.data.splits import given_split
+
+    if args.train is None or args.test is None:
+        raise ConfigError("--train and --test go together: give both files")
+    if args.source is not None:
+        raise ConfigError(f"--train/--test give the data: leave out {args.source!r}")
+    if args.folds not in (None, "given") or args.fold not in (None, 1):
+        raise ConfigError("--train/--test score one fixed split: leave out --folds and --fold")
+    train = load_source(args, args.train)
+    test = load_source(args, args.test)
+    fold = given_split(train, test, name=Path(args.test).name)
+    args.folds, args.source = "given", f"{args.train} + {args.test}"
+    if is_main_process():
+        n_unknown = fold.n_unknown
+        if n_unknown:
+            print(f"dlfm: {n_unknown} of {len(test)} test ratings have a user or item without a rating in "
+                  f"{args.train}: the model's fallback predicts them (n_unknown)", file=sys.stderr)
+        train_keys = fold.train.users * fold.train.n_items + fold.train.items
+        both = int(np.isin(fold.test.users * fold.test.n_items + fold.test.items, train_keys).sum())
+        if both:
+            print(f"dlfm: warning: {both} (user, item) pairs of {args.test} are in {args.train} too", file=sys.stderr)
+    return [fold]
 
 
 def _show_trial(args: argparse.Namespace) -> Any:
@@ -354,26 +456,101 @@ def _one_id(value: Any, flag: str) -> str:
     return value
 
 
+def _read_ids(args: argparse.Namespace, path: str, roles: tuple[str, ...]) -> Any:
+    from dlfm.data.pairs import read_id_columns
+
+    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    return read_id_columns(path, roles, sep=args.sep, header=args.header, columns=columns)
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and is_main_process()
+
+
+def predict_table(model: Any, users: list[str], items: list[str], *, samples: int, strict: bool,
+                  lines: Any = None, source: str | None = None, progress: bool = False) -> dict[str, Any]:
+    """Predictions for raw (user, item) pairs as columns ``user, item, prediction[, std, q05,
+    q95], known``, computed in chunks (with a progress bar when asked). ``known`` is false
+    where the user or the item has no training rating, i.e. the fallback predicted."""
+    from tqdm import tqdm
+
+    from dlfm.cli.outputs import display_ids
+    from dlfm.errors import DataError, UnknownIdError
+
+    u = model.user_vocab_.lookup(users)
+    i = model.item_vocab_.lookup(items)
+    train = model.train_
+    has_user = (u >= 0) & (train.user_counts[np.maximum(u, 0)] > 0)
+    has_item = (i >= 0) & (train.item_counts[np.maximum(i, 0)] > 0)
+    if strict:
+        for what, raw, known in (("user", users, has_user), ("item", items, has_item)):
+            missing = np.flatnonzero(~known)
+            if len(missing):
+                k = int(missing[0])
+                problem = f"unknown {what} {raw[k]!r} (--strict)"
+                if lines is not None:
+                    raise DataError(problem, source=source, line=int(lines[k]))
+                raise UnknownIdError(problem)
+    table: dict[str, Any] = {"user": display_ids(model.user_vocab_, users, u),
+                             "item": display_ids(model.item_vocab_, items, i)}
+    n = len(u)
+    chunk = max(1, 2_000_000 // samples) if samples else 200_000
+    columns: dict[str, list[np.ndarray]] = {}
+    with tqdm(total=n, desc="predict", unit="pair", disable=True if not progress or n <= chunk else None,
+              dynamic_ncols=True) as bar:  # None: no bar where stderr is not a terminal
+        for start in range(0, n, chunk):
+            uu, ii = u[start:start + chunk], i[start:start + chunk]
+            if samples:
+                dist = model.distribution_indices(uu, ii, n_samples=samples)
+                parts = {"prediction": dist["mean"], "std": dist["std"], "q05": dist["q05"], "q95": dist["q95"]}
+            else:
+                parts = {"prediction": model.predict_indices(uu, ii)}
+            for key, value in parts.items():
+                columns.setdefault(key, []).append(np.asarray(value, dtype=np.float64))
+            bar.update(len(uu))
+    for key, parts in columns.items():
+        table[key] = np.concatenate(parts)
+    if not columns:
+        table["prediction"] = np.empty(0)
+    table["known"] = (has_user & has_item).tolist()
+    return table
+
+
 def run_predict(args: argparse.Namespace) -> int:
-    args.user = _one_id(args.user, "--user")
-    args.item = [_one_id(item, "--item") for item in args.item]
+    from dlfm.cli.outputs import records, write_table
+
+    if args.input is None:
+        if args.user is None or not args.item:
+            raise ConfigError("dlfm predict needs --user and --item, or --input FILE of (user, item) pairs")
+        users_text = [_one_id(args.user, "--user")] * len(args.item)
+        items_text = [_one_id(item, "--item") for item in args.item]
+    elif args.user is not None or args.item:
+        raise ConfigError("--input reads the pairs from a file: leave out --user and --item")
+    if args.samples < 0 or args.samples == 1:
+        raise ConfigError(f"--samples needs at least 2 draws, not {args.samples}")
     model = _load_model(args.model_path, args.device)
-    unknown = "error" if args.strict else "fallback"
-    known_user = args.user in model.user_vocab_
-    rows = []
-    for item in args.item:
-        record: dict[str, Any] = {"user": args.user, "item": item,
-                                  "known": bool(known_user and item in model.item_vocab_)}
-        if args.samples and hasattr(model, "predict_distribution"):
-            dist = model.predict_distribution([args.user], [item], n_samples=args.samples, unknown=unknown)
-            record.update({"prediction": float(dist["mean"][0]), "std": float(dist["std"][0]),
-                           "q05": float(dist["q05"][0]), "q95": float(dist["q95"][0])})
-        else:
-            record["prediction"] = float(model.predict(args.user, item, unknown=unknown))
-        rows.append(record)
-    keys = [k for k in rows[0] if k not in ("user", "item", "known")]
-    print(format_table(["user", "item", *keys, "known"], [[r["user"], r["item"], *[r[k] for k in keys], r["known"]] for r in rows]))
-    emit_json(args.json_path, rows if len(rows) > 1 else rows[0])
+    if args.samples and not hasattr(model, "distribution_indices"):
+        raise ConfigError(f"--samples: a {model.name!r} model has no predictive distribution (dlf and vdlf have "
+                          "one); leave out --samples for its point predictions")
+    lines = source = None
+    if args.input is not None:
+        pairs = _read_ids(args, args.input, ("user", "item"))
+        users_text, items_text, lines, source = pairs.columns["user"], pairs.columns["item"], pairs.lines, pairs.source
+    table = predict_table(model, users_text, items_text, samples=args.samples, strict=args.strict, lines=lines,
+                          source=source, progress=_progress(args))
+    n, n_fallback = len(users_text), int(len(users_text) - sum(table["known"]))
+    if args.input is None:
+        rows = records(table)
+        keys = [k for k in table if k not in ("user", "item", "known")]
+        print(format_table(["user", "item", *keys, "known"], [[r["user"], r["item"], *[r[k] for k in keys], r["known"]]
+                                                             for r in rows]))
+    if args.output_path:
+        write_table(args.output_path, table)
+    if args.input is not None or args.output_path:
+        note = f"; {n_fallback} with an unknown user or item got the fallback (known=false)" if n_fallback else ""
+        where = f" to {args.output_path}" if args.output_path and args.output_path != "-" else ""
+        print(f"predicted {n} pair{'s' if n != 1 else ''}{where}{note}", file=sys.stderr)
+    emit_json(args.json_path, records(table))
     return 0
 
 
@@ -398,20 +575,75 @@ def parse_new_ratings(text: str) -> dict[str, float]:
 
 
 def run_recommend(args: argparse.Namespace) -> int:
+    from dlfm.cli.outputs import display_ids, records, write_table
+
+    if args.k < 1:
+        raise ConfigError(f"-k must be at least 1, not {args.k}")
     if args.ratings is not None:
         args.ratings = _one_id(args.ratings, "--ratings")
+    elif args.users is not None:
+        args.users = _one_id(args.users, "--users")
     else:
         args.user = _one_id(args.user, "--user")
     model = _load_model(args.model_path, args.device)
+    if args.users is not None:
+        return _recommend_many(args, model)
     if args.ratings is not None:
         given = parse_new_ratings(args.ratings)
+        lo, hi = model.scale_
+        for item, rating in given.items():
+            if not lo <= rating <= hi:
+                raise ConfigError(f"--ratings: rating {rating:g} of item {item!r} is outside the model's rating "
+                                  f"scale [{lo:g}, {hi:g}]")
         top = model.recommend_new_user(given, args.k)
-        who = "new user"
+        who, user_id = "new user", None
     else:
         top = model.recommend(args.user, args.k, exclude_seen=not args.include_seen)
-        who = f"user {args.user}"
+        user_id = display_ids(model.user_vocab_, [args.user], model.user_vocab_.lookup([args.user]))[0]
+        who = f"user {user_id}"
+    table = {"user": [user_id] * len(top), "rank": list(range(1, len(top) + 1)),
+             "item": [item for item, _ in top], "score": [score for _, score in top]}
     print(f"top {len(top)} for {who}:")
     print(format_table(["rank", "item", "score"], [[n + 1, item, score] for n, (item, score) in enumerate(top)]))
-    emit_json(args.json_path, {"user": args.user, "k": args.k,
-                               "items": [item for item, _ in top], "scores": [score for _, score in top]})
+    if args.output_path:
+        write_table(args.output_path, table)
+    emit_json(args.json_path, records(table))
+    return 0
+
+
+def _recommend_many(args: argparse.Namespace, model: Any) -> int:
+    """``--users FILE|all``: the top-k of many users, vectorised, to --output (and --json)."""
+    from dlfm.cli.outputs import records, write_table
+    from dlfm.errors import DataError
+
+    if not (args.output_path or args.json_path):
+        raise ConfigError("--users writes a table: give --output FILE (CSV, or .jsonl) or --json FILE")
+    if args.users == "all":
+        counts = model.train_.user_counts
+        users = model.user_vocab_.raw(np.flatnonzero(counts > 0))
+        if int((counts == 0).sum()):
+            print(f"note: {int((counts == 0).sum())} users of the vocabulary have no training rating; left out",
+                  file=sys.stderr)
+    else:
+        ids = _read_ids(args, args.users, ("user",))
+        users = ids.columns["user"]
+        known = model.user_vocab_.lookup(users)
+        has = (known >= 0) & (model.train_.user_counts[np.maximum(known, 0)] > 0)
+        if not has.all():
+            k = int(np.argmin(has))
+            raise DataError(f"unknown user {users[k]!r}: the model has no rating of it", source=ids.source,
+                            line=int(ids.lines[k]))
+        users = model.user_vocab_.raw(known)
+    table = model.recommend_batch(users, args.k, exclude_seen=not args.include_seen, progress=_progress(args))
+    if args.output_path:
+        write_table(args.output_path, table)
+    n_users = len(users)
+    short = int((np.bincount(model.user_vocab_.lookup(table["user"]), minlength=model.train_.n_users)[
+        model.user_vocab_.lookup(users)] < args.k).sum()) if n_users else 0
+    if short:
+        print(f"note: {short} users have fewer than {args.k} unseen items: they get fewer rows", file=sys.stderr)
+    where = f" to {args.output_path}" if args.output_path and args.output_path != "-" else ""
+    print(f"recommended {len(table['item'])} items for {n_users} user{'s' if n_users != 1 else ''}{where}",
+          file=sys.stderr)
+    emit_json(args.json_path, records(table))
     return 0

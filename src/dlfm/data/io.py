@@ -22,21 +22,40 @@ The text rules, in one place:
 - Ids are integers when every id of the column is written as a canonical int64 integer
   (``196``, ``-3``; not ``007`` or ``+3``), else strings kept as written.
 - Ratings are finite numbers (Python ``float`` syntax); timestamps are whole numbers.
+- Header: the first non-blank line is a header when ``header=True``, when columns are given by
+  name, or (``header=None``) when its rating field is not a number and the line is not data:
+  it names the user, item and rating columns, or none of its fields is empty or starts like a
+  number. A first line that looks like data with one bad field (``2,2,inf``, ``2,2,abc``,
+  ``2,2,``) is an error naming line 1, never a header.
+- Header names: without ``columns``, a header naming the columns (``user``/``userId``/``uid``,
+  ``item``/``movieId``/``iid``, ``rating``/``stars``/``score``, ``timestamp``/``time``; see
+  :data:`ROLE_NAMES`) decides which column is which; one that names some of them in other
+  places than the default order (user, item, rating, timestamp) is an error.
+- A line is at most :data:`MAX_LINE_BYTES` (1 MiB) long; error messages quote at most about
+  60 characters of a field.
+
+:func:`load_ratings` reads a file through the vectorised reader of :mod:`dlfm.data._fast`
+(pyarrow's CSV parser), which follows these rules exactly and leaves to the text reader below
+(:func:`parse_ratings_text`) what it does not handle itself (quotes, UTF-16, ...).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from dlfm.data.ratings import DuplicatePolicy, Ratings
+from dlfm.data.ratings import DuplicatePolicy, Ratings, _quote
 from dlfm.errors import DataError
 
 ROLES = ("user", "item", "rating", "timestamp")
+MAX_LINE_BYTES = 1 << 20  # 1 MiB: a longer line is an error (an endless stream cannot fill the memory)
+_STREAM_CHUNK = 1 << 18
 _CANDIDATE_SEPARATORS = ("\t", "::", ",", ";", "|", " ")
 _SPACES = re.compile(" +")
 _QUOTED_BODY = re.compile(r'(?:[^"]|"")*"')
@@ -44,7 +63,8 @@ _OPEN_QUOTE = re.compile(r' *"')
 _NON_CANONICAL_INT = re.compile(r"^(?:-?0[0-9]|-0$)", re.MULTILINE)
 _WHITESPACE = re.compile(r"[^\S\n]")
 _POSITION = re.compile(r"-?[0-9]+")
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+# no two parts may match the same digits: a 200 MB field of digits must not backtrack for ever
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
 _INT64_MAX = np.iinfo(np.int64).max
 
 ColumnSpec = Mapping[str, "int | str"] | Sequence["int | str"] | str | None
@@ -75,7 +95,7 @@ def sniff_separator(first_line: str) -> str:
     )
 
 
-def _line_of(raw: bytes, offset: int) -> int:
+def _line_of(raw: bytes | bytearray, offset: int) -> int:
     """1-based line number of a byte offset, counting \\n, \\r\\n and \\r line ends."""
     head = raw[:offset]
     return head.count(b"\n") + head.count(b"\r") - head.count(b"\r\n") + 1
@@ -127,8 +147,30 @@ def load_ratings(
     """
     path = Path(path)
     source = name or str(path)
+    raw = _read_bytes(path)
+    from dlfm.data import _fast  # the vectorised reader: None when the file needs the text rules below
+
+    ratings = _fast.load(raw, sep=sep, header=header, columns=columns, scale=scale, duplicates=duplicates,
+                         source=str(path), name=source)
+    if ratings is not None:
+        return ratings
+    text = _decode(raw, str(path))
+    del raw
+    return parse_ratings_text(
+        text, sep=sep, header=header, columns=columns, scale=scale, duplicates=duplicates,
+        source=str(path), name=source,
+    )
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The bytes of a file, refusing a line longer than :data:`MAX_LINE_BYTES`.
+
+    A regular file is read whole. Anything else (a pipe, a character device such as
+    ``/dev/zero``) is read in chunks and stops at the first NUL byte (text has none) or overlong
+    line, so an endless stream without line ends cannot fill the memory.
+    """
     try:
-        raw = path.read_bytes()
+        handle = open(path, "rb")
     except FileNotFoundError:
         raise DataError("no such file", source=str(path)) from None
     except IsADirectoryError:
@@ -137,11 +179,53 @@ def load_ratings(
         raise DataError(f"cannot read: {exc.strerror or exc}", source=str(path)) from None
     except ValueError as exc:  # e.g. a NUL character in the path
         raise DataError(f"cannot read: {exc}", source=repr(str(path))) from None
-    text = _decode(raw, str(path))
-    return parse_ratings_text(
-        text, sep=sep, header=header, columns=columns, scale=scale, duplicates=duplicates,
-        source=str(path), name=source,
-    )
+    with handle:
+        try:
+            if stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raw = handle.read()
+                _check_line_lengths(raw, 0, len(raw), str(path))
+                return raw
+            buffer = bytearray()
+            line_start = 0  # where the line being read began
+            while True:
+                chunk = handle.read(_STREAM_CHUNK)
+                if not chunk:
+                    return bytes(buffer)
+                begin = len(buffer)
+                buffer += chunk
+                nul = chunk.find(b"\x00")
+                if nul >= 0 and not buffer.startswith((b"\xfe\xff", b"\xff\xfe")):  # UTF-16 has NUL bytes
+                    raise DataError("contains a NUL byte: not a text rating file", source=str(path),
+                                    line=_line_of(buffer, begin + nul))
+                _check_line_lengths(buffer, line_start, len(buffer), str(path), complete=False)
+                line_start = max(buffer.rfind(b"\n", line_start), buffer.rfind(b"\r", line_start), line_start - 1) + 1
+        except OSError as exc:
+            raise DataError(f"cannot read: {exc.strerror or exc}", source=str(path)) from None
+
+
+def _check_line_lengths(raw: bytes | bytearray, start: int, end: int, source: str, *, complete: bool = True) -> None:
+    """Raise when a line of ``raw[start:end]`` (``start`` at a line start) is longer than
+    :data:`MAX_LINE_BYTES`. Looks at one window of half that size after another: a line that long
+    covers a whole window, so windows holding a line end (nearly all) cost one ``find``.
+    ``complete=False``: the data may go on after ``end`` (a stream)."""
+    window = MAX_LINE_BYTES // 2
+    pos = start
+    while end - pos >= window:
+        stop = pos + window
+        if raw.find(b"\n", pos, stop) >= 0 or raw.find(b"\r", pos, stop) >= 0:
+            pos = stop
+            continue
+        # no line end in the window: the line holding it is at least half the bound long
+        begin = max(raw.rfind(b"\n", 0, pos), raw.rfind(b"\r", 0, pos)) + 1
+        ends = [k for k in (raw.find(b"\n", stop, end), raw.find(b"\r", stop, end)) if k >= 0]
+        length = (min(ends) if ends else end) - begin
+        if length > MAX_LINE_BYTES:
+            exact = f" ({length:,} bytes)" if ends or complete else ""
+            raise DataError(f"a line longer than {MAX_LINE_BYTES // 2**20} MiB{exact}: not a rating file "
+                            f"(a rating line is short)", source=source, line=_line_of(raw, begin))
+        if not ends:
+            return
+        pos = min(ends) + 1
 
 
 def parse_ratings_text(
@@ -195,29 +279,10 @@ def parse_ratings_text(
             f"(separator {sep!r})", source=source, line=int(line_numbers[0]),
         )
 
-    spec = _column_spec(columns, n_fields, source)
     first_fields = [f.strip() for f in flat[:n_fields]]
-    auto_header = header is None
-    if header is None:
-        rating_ref = spec["rating"]
-        header = any(isinstance(ref, str) for ref in spec.values()) or (
-            isinstance(rating_ref, int) and 0 <= rating_ref < n_fields and not _is_number(first_fields[rating_ref])
-        )
-    names = first_fields if header else None
+    header, positions = _layout(first_fields, n_fields, header, columns, source, int(line_numbers[0]),
+                                has_data=n_lines > 1)
     start = 1 if header else 0
-    if n_lines - start == 0:
-        rating_ref = spec["rating"]
-        if auto_header and isinstance(rating_ref, int) and not any(isinstance(ref, str) for ref in spec.values()):
-            raise DataError(
-                f"no ratings: the only line was read as a header, since its rating field "
-                f"{first_fields[spec['rating']]!r} is not a number", source=source, line=int(line_numbers[0]),
-            )
-        raise DataError("no ratings (only a header)", source=source)
-    positions = {role: _position(ref, names, role, source) for role, ref in spec.items() if ref is not None}
-    for role, pos in positions.items():
-        if pos >= n_fields:
-            raise DataError(f"has {n_fields} fields, the {role} column {pos} does not exist",
-                            source=source, line=int(line_numbers[0]))
     line_numbers = line_numbers[start:]
 
     def column(role: str) -> list[str]:
@@ -236,13 +301,13 @@ def parse_ratings_text(
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
         k = int(bad[0])
-        raise DataError(f"rating {ratings_text[k]!r} is not a finite number", source=source, line=int(line_numbers[k]))
+        raise DataError(f"rating {_quote(ratings_text[k])} is not a finite number", source=source, line=int(line_numbers[k]))
     timestamps = None
     if "timestamp" in positions:
         ts_text = column("timestamp")
         timestamps, k = _to_ints(ts_text)
         if k is not None:
-            raise DataError(f"timestamp {ts_text[k]!r} is not a whole number", source=source, line=int(line_numbers[k]))
+            raise DataError(f"timestamp {_quote(ts_text[k])} is not a whole number", source=source, line=int(line_numbers[k]))
     del flat
     return Ratings.from_raw(
         ids["user"], ids["item"], values, timestamps=timestamps, scale=scale,
@@ -288,7 +353,7 @@ def from_dataframe(
     bad = ~np.isfinite(values)
     if bad.any():
         k = int(np.argmax(bad))
-        raise DataError(f"row {k}: rating {frame.iloc[k, positions['rating']]!r} is not a finite number", source=name)
+        raise DataError(f"row {k}: rating {_quote(frame.iloc[k, positions['rating']])} is not a finite number", source=name)
     timestamps = None
     if "timestamp" in positions:
         column = frame.iloc[:, positions["timestamp"]]
@@ -299,7 +364,7 @@ def from_dataframe(
             bad = ~np.isfinite(ts) | (ts != np.round(ts)) | (np.abs(ts) >= 2.0**53)
             if bad.any():
                 k = int(np.argmax(bad))
-                raise DataError(f"row {k}: timestamp {column.iloc[k]!r} is not a whole number", source=name)
+                raise DataError(f"row {k}: timestamp {_quote(column.iloc[k])} is not a whole number", source=name)
             timestamps = ts.astype(np.int64)
     try:
         return Ratings.from_raw(
@@ -552,9 +617,106 @@ def _position(ref: int | str, names: list[str] | None, role: str, source: str) -
             raise DataError(f"the {role} column position {ref} is negative", source=source)
         return int(ref)
     if names is None:
-        raise DataError(f"the {role} column is named {ref!r}, but the file has no header", source=source)
+        raise DataError(f"the {role} column is named {_quote(ref)}, but the file has no header", source=source)
     if ref not in names:
         if ref.strip() in names:
             return names.index(ref.strip())
-        raise DataError(f"no column named {ref!r} for the {role} (columns: {', '.join(names)})", source=source)
+        raise DataError(f"no column named {_quote(ref)} for the {role} (columns: {_quote(', '.join(names))})",
+                        source=source)
     return names.index(ref)
+
+
+# --------------------------------------------------------------------------- header and columns
+# Header names that say which role a column plays, compared lower-case without punctuation
+# ("userId", "user_id" and "User ID" are all "userid").
+ROLE_NAMES: dict[str, frozenset[str]] = {
+    "user": frozenset({"user", "users", "userid", "uid", "u", "customer", "customerid", "member", "memberid",
+                       "reviewer", "reviewerid", "rater", "raterid", "viewer", "viewerid", "person", "account"}),
+    "item": frozenset({"item", "items", "itemid", "iid", "i", "movie", "movieid", "mid", "film", "filmid",
+                       "product", "productid", "asin", "book", "bookid", "isbn", "track", "trackid", "song",
+                       "songid", "artist", "artistid", "business", "businessid", "video", "videoid", "game",
+                       "gameid", "anime", "animeid", "joke", "jokeid", "recipe", "recipeid", "article", "articleid"}),
+    "rating": frozenset({"rating", "ratings", "rate", "stars", "star", "score", "value", "grade", "r", "preference",
+                         "count", "plays", "playcount", "overall"}),
+    "timestamp": frozenset({"timestamp", "time", "ts", "t", "date", "datetime", "when", "unixtime",
+                            "unixreviewtime", "epoch", "created", "createdat"}),
+}
+_NOT_ALNUM = re.compile(r"[^0-9a-z]")
+# A field that could only be data: it starts like a number (any digits, sign, point) or is inf/nan.
+_DATA_LIKE = re.compile(r"[+-]?\.?\d|[+-]?(?:inf|nan)", re.IGNORECASE)
+
+
+def _role_of(name: str) -> str | None:
+    key = _NOT_ALNUM.sub("", name.lower())
+    return next((role for role, names in ROLE_NAMES.items() if key in names), None)
+
+
+def _header_roles(names: list[str], source: str, line: int) -> dict[str, int] | None:
+    """Positions the header names give to the roles, or None when it names none of them (then
+    the default order applies). A header naming some roles in places that contradict the
+    default order, or one role twice, is an error: reading it by position would be wrong."""
+    found: dict[str, list[int]] = {}
+    for k, text in enumerate(names):
+        role = _role_of(text)
+        if role is not None:
+            found.setdefault(role, []).append(k)
+    if not found:
+        return None
+    if all(len(found.get(role, ())) == 1 for role in ("user", "item", "rating")) and len(found.get("timestamp", ())) <= 1:
+        return {role: pos[0] for role, pos in found.items()}
+    default = {"user": 0, "item": 1, "rating": 2, "timestamp": 3}
+    if all(len(pos) == 1 and pos[0] == default[role] for role, pos in found.items()):
+        return None  # what it names is where the default order puts it
+    named = ", ".join(f"{role} {', '.join(repr(names[k]) for k in pos)}" for role, pos in found.items())
+    raise DataError(
+        f"the header {_quote(', '.join(names))} does not match the user, item, rating columns (it names: "
+        f"{_quote(named)}); name each once (user, item, rating, timestamp) or pass columns= / --columns",
+        source=source, line=line,
+    )
+
+
+def _looks_like_data(fields: list[str]) -> bool:
+    """A line with an empty field or a field that starts like a number is data, not a header."""
+    return any(not field or _DATA_LIKE.match(field) for field in fields)
+
+
+def _layout(first: list[str], n_fields: int, header: bool | None, columns: ColumnSpec, source: str, line: int,
+            *, has_data: bool) -> tuple[bool, dict[str, int]]:
+    """Whether the first (non-blank) line is a header, and the 0-based position of each role.
+
+    ``first`` holds the first line's stripped fields. When ``header`` is None, the first line is
+    a header when columns are given by name, or when its rating field is not a number and the
+    line is not data: it names the columns, or none of its fields is empty or number-like. A
+    first line like ``2,2,inf`` is data, and its bad rating an error naming the line.
+    When ``columns`` is None and there is a header naming the roles, the names decide.
+    """
+    spec = _column_spec(columns, n_fields, source)
+    by_name = any(isinstance(ref, str) for ref in spec.values())
+    if header is None:
+        rating_ref = spec["rating"]
+        header = by_name
+        if not by_name and isinstance(rating_ref, int) and 0 <= rating_ref < n_fields and not _is_number(first[rating_ref]):
+            names_roles = columns is None and _names_all_roles(first[:n_fields])
+            header = names_roles or not _looks_like_data(first[:n_fields])
+        if header and not by_name and not has_data:
+            raise DataError(
+                f"no ratings: the only line was read as a header, since its rating field "
+                f"{_quote(first[spec['rating']])} is not a number", source=source, line=line,
+            )
+    if header and not has_data:
+        raise DataError("no ratings (only a header)", source=source)
+    names = first[:n_fields] if header else None
+    if header and columns is None:
+        named = _header_roles(first[:n_fields], source, line)
+        if named is not None:
+            spec = {role: named.get(role) for role in ROLES}
+    positions = {role: _position(ref, names, role, source) for role, ref in spec.items() if ref is not None}
+    for role, pos in positions.items():
+        if pos >= n_fields:
+            raise DataError(f"has {n_fields} fields, the {role} column {pos} does not exist", source=source, line=line)
+    return header, positions
+
+
+def _names_all_roles(names: list[str]) -> bool:
+    roles = [_role_of(name) for name in names]
+    return all(roles.count(role) == 1 for role in ("user", "item", "rating"))

@@ -56,6 +56,46 @@ def _raw_ids(values: Any) -> np.ndarray:
     return arr
 
 
+def _quote(value: Any, limit: int = 60) -> str:
+    """``repr`` of a value for a message, cut to about ``limit`` characters (a 200 MB field must
+    not make a 200 MB message)."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value):,} characters)"
+    return repr(value)
+
+
+def _check_scale(values: np.ndarray, scale: tuple[float, float] | None, name: str, where: Any) -> None:
+    """Every rating inside the declared (lowest, highest) scale, if one is declared."""
+    if scale is None:
+        return
+    try:
+        lo, hi = float(scale[0]), float(scale[1])
+    except (TypeError, ValueError, IndexError):
+        raise DataError(f"the rating scale must be (lowest, highest), not {scale!r}", source=name) from None
+    if not lo <= hi:
+        raise DataError(f"the declared rating scale [{lo:g}, {hi:g}] is empty", source=name)
+    out = np.flatnonzero((values < lo) | (values > hi))
+    if len(out):
+        raise DataError(f"rating {values[out[0]]:g} is outside the declared scale [{lo:g}, {hi:g}]",
+                        source=name, line=where(out[0]))
+
+
+def _timestamps(timestamps: Any, n: int, name: str) -> np.ndarray | None:
+    """Timestamps as int64, checked to be whole numbers, one per rating."""
+    if timestamps is None:
+        return None
+    ts = np.asarray(timestamps)
+    if ts.dtype.kind == "f":
+        if not (np.all(np.isfinite(ts)) and np.all(ts == np.round(ts)) and np.all(np.abs(ts) < 2.0**63)):
+            raise DataError("timestamps must be whole numbers", source=name)
+    elif ts.dtype.kind not in "iub":
+        raise DataError("timestamps must be whole numbers", source=name)
+    ts = ts.astype(np.int64, copy=False).reshape(-1)
+    if len(ts) != n:
+        raise DataError("timestamps differ in length from ratings", source=name)
+    return ts
+
+
 class Vocabulary:
     """A bijection between raw ids and contiguous indices ``0..len-1``.
 
@@ -70,12 +110,30 @@ class Vocabulary:
             ids = ids.astype(np.int64)
             self.kind = "int"
         else:
-            ids = ids.astype(str).astype(object)
+            # not ``astype(str)``: a fixed-width copy would take the longest id's size per id
+            if ids.dtype != object or not all(isinstance(v, str) for v in ids.tolist()):
+                ids = np.array([str(v) for v in ids.reshape(-1).tolist()], dtype=object)
             self.kind = "str"
         self.ids: np.ndarray = _readonly(ids) if ids.dtype != object else ids
-        self._index = {raw: k for k, raw in enumerate(ids.tolist())}
+        self._lookup: dict[Any, int] | None = None
         if len(self._index) != len(ids):
             raise DataError("vocabulary ids are not unique")
+
+    @classmethod
+    def _sorted_unique(cls, ids: np.ndarray) -> "Vocabulary":
+        """A vocabulary of ids known to be distinct and sorted (from :func:`factorize`); the
+        raw-id dictionary is then built only when a look-up needs it."""
+        vocab = cls.__new__(cls)
+        vocab.kind = "int" if ids.dtype.kind in "iu" else "str"
+        vocab.ids = _readonly(ids.astype(np.int64)) if vocab.kind == "int" else ids
+        vocab._lookup = None
+        return vocab
+
+    @property
+    def _index(self) -> dict[Any, int]:
+        if self._lookup is None:
+            self._lookup = {raw: k for k, raw in enumerate(self.ids.tolist())}
+        return self._lookup
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -141,8 +199,36 @@ class Vocabulary:
     @classmethod
     def build(cls, raw: np.ndarray) -> tuple["Vocabulary", np.ndarray]:
         """Vocabulary of the distinct raw ids (sorted) and the index of each element."""
-        uniques, inverse = np.unique(raw, return_inverse=True)
-        return cls(uniques), inverse.astype(np.int64).reshape(-1)
+        uniques, codes = factorize(np.asarray(raw))
+        return cls._sorted_unique(uniques), codes
+
+
+def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct values of a 1-D array and the int64 index of each element in them.
+
+    Vectorised: integers spanning a range not much wider than their number are counted in a
+    table over the range (O(n)); other integers and strings go through pandas' hash table
+    (``pd.factorize(sort=True)``), so only the distinct values are sorted.
+    """
+    values = values.reshape(-1)
+    if values.dtype.kind in "iu" and len(values):
+        values = values.astype(np.int64, copy=False)
+        lo, hi = int(values.min()), int(values.max())
+        base = 0 if 0 <= lo and hi < 4 * len(values) + 1024 else lo  # ids from 0 or 1 need no shift
+        if hi - base < 4 * len(values) + 1024:
+            offsets = values - base if base else values
+            present = np.bincount(offsets, minlength=hi - base + 1) > 0
+            rank = np.cumsum(present, dtype=np.int64) - 1
+            codes = rank[offsets]
+            del offsets, rank
+            return np.flatnonzero(present) + base, codes
+    import pandas as pd
+
+    codes, uniques = pd.factorize(values, sort=True)
+    uniques = np.asarray(uniques)
+    if uniques.dtype.kind not in "iu" and uniques.dtype != object:
+        uniques = uniques.astype(object)
+    return uniques, codes.astype(np.int64, copy=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,50 +333,80 @@ class Ratings:
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
             raise DataError(f"rating {values[bad[0]]!r} is not a finite number", source=name, line=where(bad[0]))
-        if scale is not None:
-            try:
-                lo, hi = float(scale[0]), float(scale[1])
-            except (TypeError, ValueError, IndexError):
-                raise DataError(f"the rating scale must be (lowest, highest), not {scale!r}", source=name) from None
-            if not lo <= hi:
-                raise DataError(f"the declared rating scale [{lo:g}, {hi:g}] is empty", source=name)
-            out = np.flatnonzero((values < lo) | (values > hi))
-            if len(out):
-                raise DataError(
-                    f"rating {values[out[0]]:g} is outside the declared scale [{lo:g}, {hi:g}]",
-                    source=name,
-                    line=where(out[0]),
-                )
+        _check_scale(values, scale, name, where)
         u_idx = cls._indices(users, user_vocab, "user", name, where)
         i_idx = cls._indices(items, item_vocab, "item", name, where)
         if user_vocab is None:
             user_vocab, u_idx = Vocabulary.build(users)
         if item_vocab is None:
             item_vocab, i_idx = Vocabulary.build(items)
-        ts = None
-        if timestamps is not None:
-            ts = np.asarray(timestamps)
-            if ts.dtype.kind == "f":
-                if not (np.all(np.isfinite(ts)) and np.all(ts == np.round(ts)) and np.all(np.abs(ts) < 2.0**63)):
-                    raise DataError("timestamps must be whole numbers", source=name)
-            elif ts.dtype.kind not in "iub":
-                raise DataError("timestamps must be whole numbers", source=name)
-            ts = ts.astype(np.int64).reshape(-1)
-            if len(ts) != n:
-                raise DataError("timestamps differ in length from ratings", source=name)
+        ts = _timestamps(timestamps, n, name)
+        return cls._merge(u_idx, i_idx, values, ts, user_vocab, item_vocab, scale, duplicates, name, line_numbers)
 
+    @classmethod
+    def from_indices(
+        cls,
+        users: np.ndarray,
+        items: np.ndarray,
+        ratings: np.ndarray,
+        user_vocab: Vocabulary,
+        item_vocab: Vocabulary,
+        *,
+        timestamps: np.ndarray | None = None,
+        scale: tuple[float, float] | None = None,
+        duplicates: DuplicatePolicy = "error",
+        name: str = "ratings",
+        line_numbers: Any = None,
+    ) -> "Ratings":
+        """Build a container from indices into given vocabularies (e.g. from a vectorised
+        factorisation), with the checks and the duplicate policy of :meth:`from_raw`.
+
+        ``line_numbers`` is anything indexable by position (an array, or an object computing a
+        line only when an error needs one).
+        """
+        if duplicates not in ("error", "last", "mean"):
+            raise DataError(f"duplicates must be 'error', 'last' or 'mean', not {duplicates!r}", source=name)
+        u_idx = np.asarray(users, dtype=np.int64).reshape(-1)
+        i_idx = np.asarray(items, dtype=np.int64).reshape(-1)
+        values = np.asarray(ratings, dtype=np.float64).reshape(-1)
+        n = len(values)
+        if not (len(u_idx) == len(i_idx) == n):
+            raise DataError("users, items and ratings differ in length", source=name)
+        if n == 0:
+            raise DataError("no ratings", source=name)
+        for idx, vocab, what in ((u_idx, user_vocab, "user"), (i_idx, item_vocab, "item")):
+            if idx.min() < 0 or idx.max() >= len(vocab):
+                raise DataError(f"{what} index outside the vocabulary", source=name)
+        where = (lambda k: int(line_numbers[k])) if line_numbers is not None else (lambda k: None)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise DataError(f"rating {values[bad[0]]!r} is not a finite number", source=name, line=where(bad[0]))
+        _check_scale(values, scale, name, where)
+        ts = _timestamps(timestamps, n, name)
+        return cls._merge(u_idx, i_idx, values, ts, user_vocab, item_vocab, scale, duplicates, name, line_numbers)
+
+    @classmethod
+    def _merge(cls, u_idx: np.ndarray, i_idx: np.ndarray, values: np.ndarray, ts: np.ndarray | None,
+               user_vocab: Vocabulary, item_vocab: Vocabulary, scale: tuple[float, float] | None,
+               duplicates: DuplicatePolicy, name: str, line_numbers: Any) -> "Ratings":
+        """The container, after the duplicate policy; indices and values are already checked."""
+        where = (lambda k: int(line_numbers[k])) if line_numbers is not None else (lambda k: None)
         keys = u_idx * len(item_vocab) + i_idx
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        dup = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
-        if len(dup):
+        sorted_keys = keys.copy()
+        sorted_keys.sort()  # a plain sort finds out whether any pair repeats
+        if bool(np.any(sorted_keys[1:] == sorted_keys[:-1])):
+            order = np.argsort(keys, kind="stable")
+            sorted_keys = keys[order]
+            dup = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
             if duplicates == "error":
                 first, second = order[dup[0]], order[dup[0] + 1]
                 lines = ""
                 if line_numbers is not None:
                     lines = f" (lines {int(line_numbers[first])} and {int(line_numbers[second])})"
+                user = _quote(_plain(user_vocab.ids[u_idx[first]]))
+                item = _quote(_plain(item_vocab.ids[i_idx[first]]))
                 raise DataError(
-                    f"user {_plain(users[first])!r} rated item {_plain(items[first])!r} twice{lines}; "
+                    f"user {user} rated item {item} twice{lines}; "
                     "pass duplicates='last' or 'mean' (CLI: --duplicates) to merge",
                     source=name,
                     line=where(second),
@@ -309,9 +425,10 @@ class Ratings:
                 u_idx, i_idx = u_idx[keep], i_idx[keep]
                 values = sums / counts  # keep[g] is the first pair of group g, in uniq's order
                 ts = None if ts is None else ts[keep]
+        del keys, sorted_keys
         if scale is None:
             scale = (float(values.min()), float(values.max()))
-        # checked above: indices inside the vocabularies, finite values, no pair twice
+        # checked: indices inside the vocabularies, finite values, no pair twice
         return cls(u_idx, i_idx, values, user_vocab, item_vocab, scale, ts, name, _checked=True)
 
     @staticmethod
@@ -321,7 +438,7 @@ class Ratings:
         idx = vocab.lookup(raw.tolist())
         missing = np.flatnonzero(idx < 0)
         if len(missing):
-            raise DataError(f"{what} {_plain(raw[missing[0]])!r} is not in the vocabulary", source=name, line=where(missing[0]))
+            raise DataError(f"{what} {_quote(_plain(raw[missing[0]]))} is not in the vocabulary", source=name, line=where(missing[0]))
         return idx
 
     # ----------------------------------------------------------------- views

@@ -6,6 +6,7 @@
   then a few of their ratings given to fold in and the others scored.
 - :func:`leave_k_out`: per user, k random ratings held out (users with fewer than k + 1
   ratings keep all of theirs in training).
+- :func:`given_split`: a fixed split read from two files (e.g. a paper's train and test files).
 - Official predefined folds (ML-100k's u1-u5, ua, ub) come from :mod:`dlfm.datasets`.
 
 Test users or items without a training rating are *unknown* to a model fitted on the
@@ -20,7 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
-from dlfm.data.ratings import Ratings
+from dlfm.data.ratings import Ratings, Vocabulary
 from dlfm.errors import ConfigError
 
 
@@ -135,3 +136,22 @@ def fold_in_split(held: Ratings, given: int, *, by: str = "user",
     kept = counts > given
     return (held.subset(kept & (rank < given), name=f"{held.name}[given {given}]"),
             held.subset(kept & (rank >= given), name=f"{held.name}[others, given {given}]"))
+
+
+def _union(a: Vocabulary, b: Vocabulary) -> Vocabulary:
+    """The sorted union of two vocabularies (as strings when one holds strings)."""
+    if a.kind != b.kind:
+        ids = np.concatenate([a.ids.astype(str), b.ids.astype(str)]).astype(object)
+    else:
+        ids = np.concatenate([a.ids, b.ids])
+    return Vocabulary(np.unique(ids))
+
+
+def given_split(train: Ratings, test: Ratings, *, name: str = "given") -> Fold:
+    """A fixed (train, test) split from two separately read containers, both re-indexed onto
+    the union of their vocabularies (sorted, as a named data set's full vocabulary): test ids
+    that ``train`` lacks are *unknown* to a model fitted on it (:attr:`Fold.n_unknown`) and get
+    the model's fallback."""
+    users = _union(train.user_vocab, test.user_vocab)
+    items = _union(train.item_vocab, test.item_vocab)
+    return Fold(name, train.in_vocabularies(users, items), test.in_vocabularies(users, items))

@@ -40,7 +40,11 @@ def load_any(source: str, *, data_dir: str | os.PathLike[str] | None = None, dow
         return load(source, data_dir=data_dir, download=download, quiet=quiet)
     path = Path(source)
     if not path.exists():
-        raise DatasetError(f"{source!r} is neither a known data set ({', '.join(DATASETS)}) nor an existing file")
+        import difflib
+
+        close = difflib.get_close_matches(source.lower(), list(DATASETS), n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise DatasetError(f"{source!r} is neither a known data set ({', '.join(DATASETS)}) nor an existing file{hint}")
     return load_ratings(path, **file_options)  # type: ignore[arg-type]
 
 

@@ -50,9 +50,9 @@ def model_class(name: str) -> type[Recommender]:
     try:
         return MODELS[name]
     except KeyError:
-        close = difflib.get_close_matches(str(name), list(MODELS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown model {name!r}{hint} (known: {', '.join(MODELS)})") from None
+        close = difflib.get_close_matches(str(name).lower(), list(MODELS), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}? Known" if close else "; known"
+        raise ConfigError(f"unknown model {name!r}{hint}: {', '.join(MODELS)}") from None
 
 
 def create(name: str, **params: Any) -> Recommender:

@@ -308,6 +308,62 @@ class Recommender:
         predicted = self.predict_indices(users[order], chosen)
         return [(r, float(s)) for r, s in zip(self.item_vocab_.raw(chosen), predicted)]
 
+    def recommend_batch(self, users: Sequence[Any] | np.ndarray, k: int = 10, *, exclude_seen: bool = True,
+                        chunk_pairs: int = 1_000_000, progress: bool = False) -> dict[str, Any]:
+        """Top-``k`` items for many known users at once, vectorised over chunks of users.
+
+        The same ranking as :meth:`recommend` for each user (ties broken by item index), as
+        flat columns of a table: ``user`` (raw ids), ``rank`` (1-based), ``item`` (raw ids)
+        and ``score``; a user with fewer than ``k`` unseen items gets fewer rows.
+        ``chunk_pairs`` bounds the (user, item) pairs scored at once; ``progress`` shows a
+        bar on standard error when it is a terminal.
+
+        Raises:
+            UnknownIdError: for a user the model has no training rating of.
+        """
+        self._check_fitted()
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, not {k}")
+        idx = self.user_vocab_.lookup(list(users))
+        counts = self.train_.user_counts
+        bad = np.flatnonzero((idx < 0) | (counts[np.maximum(idx, 0)] == 0))
+        if len(bad):
+            raise UnknownIdError(f"unknown user {list(users)[bad[0]]!r}: the model has no rating of it")
+        candidates = self._candidates(None)
+        n_cand = len(candidates)
+        position = np.full(self.train_.n_items, -1, dtype=np.int64)
+        position[candidates] = np.arange(n_cand)
+        csr = self.train_.csr()
+        step = max(1, chunk_pairs // max(n_cand, 1))
+        out_users, out_ranks, out_items, out_scores = [], [], [], []
+        from tqdm import tqdm
+
+        with tqdm(total=len(idx), desc="recommend", unit="user", disable=True if not progress or len(idx) <= step else None,
+                  dynamic_ncols=True) as bar:
+            for start in range(0, len(idx), step):
+                chunk = idx[start:start + step]
+                scores = self.predict_indices(np.repeat(chunk, n_cand), np.tile(candidates, len(chunk)))
+                scores = scores.reshape(len(chunk), n_cand)
+                if exclude_seen:
+                    rows = csr[chunk]
+                    row_of = np.repeat(np.arange(len(chunk)), np.diff(rows.indptr))
+                    col = position[rows.indices]
+                    scores[row_of[col >= 0], col[col >= 0]] = -np.inf
+                top = _top_rows(scores, k)
+                for row, order in enumerate(top):
+                    order = order[np.isfinite(scores[row, order])]
+                    out_users.append(np.full(len(order), start + row))
+                    out_ranks.append(np.arange(1, len(order) + 1))
+                    out_items.append(candidates[order])
+                    out_scores.append(scores[row, order])
+                bar.update(len(chunk))
+        cat = (lambda parts, dtype: np.concatenate(parts) if parts else np.empty(0, dtype=dtype))
+        rows_of_users = cat(out_users, np.int64)
+        raw_users = list(users)
+        return {"user": [raw_users[r] for r in rows_of_users.tolist()],
+                "rank": cat(out_ranks, np.int64), "item": self.item_vocab_.raw(cat(out_items, np.int64)),
+                "score": cat(out_scores, np.float64)}
+
     def _candidates(self, items: Sequence[Any] | None) -> np.ndarray:
         if items is None:
             return np.flatnonzero(self.train_.item_counts > 0)
@@ -353,6 +409,12 @@ class Recommender:
             values[n] = float(value)
             if not np.isfinite(values[n]):
                 raise ConfigError(f"the new user's rating of item {item!r} must be finite, not {value!r}")
+        lo, hi = self.scale_
+        outside = np.flatnonzero((values < lo) | (values > hi))
+        if len(outside):
+            k = int(outside[0])
+            raise ConfigError(f"the new user's rating {values[k]:g} of item {list(ratings)[k]!r} is outside the "
+                              f"model's rating scale [{lo:g}, {hi:g}]")
         return idx, values
 
     def _new_item_column(self, ratings: Mapping[Any, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -461,3 +523,25 @@ class Recommender:
         except (TypeError, ValueError, IndexError, RuntimeError) as exc:
             raise ModelFileError(f"{path}: the file is corrupt or was edited ({str(exc)[:300]})") from None
         return model
+
+
+def _top_rows(scores: np.ndarray, k: int) -> list[np.ndarray]:
+    """Per row of ``scores``, the column positions of the ``k`` highest scores, best first,
+    ties by position (as :meth:`Recommender._top`): a partial selection per row, with a full
+    stable sort only for the rows tied at the cut."""
+    n_rows, n_cols = scores.shape
+    if n_cols == 0:
+        return [np.empty(0, dtype=np.int64) for _ in range(n_rows)]
+    kk = min(k, n_cols)
+    if kk == n_cols:
+        order = np.argsort(-scores, axis=1, kind="stable")
+        return list(order)
+    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
+    ties = (scores >= kth[:, None]).sum(axis=1) > kk  # more candidates at the cut than places
+    picked = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -picked), axis=1)
+    result = list(np.take_along_axis(part, order, axis=1))
+    for row in np.flatnonzero(ties):
+        result[row] = np.argsort(-scores[row], kind="stable")[:kk]
+    return result

@@ -14,6 +14,7 @@ import copy
 import math
 import os
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -76,8 +77,10 @@ def train(
     if ema_decay > 0 and state.average is None:
         state.average = [p.detach().clone() for p in params]
     average = state.average if ema_decay > 0 else None
-    bar = tqdm(total=max_epochs, initial=state.epoch, desc=description, disable=not verbose, unit="epoch",
-               dynamic_ncols=True, leave=True)
+    # a bar on a terminal; redirected to a file, a plain line per epoch instead of `\r` updates
+    interactive = verbose and _is_terminal(sys.stderr)
+    bar = tqdm(total=max_epochs, initial=state.epoch, desc=description, disable=not interactive, unit="epoch",
+               dynamic_ncols=True, leave=True, file=sys.stderr)
     try:
         while state.epoch < max_epochs and state.bad_epochs < patience:
             started = time.perf_counter()
@@ -125,10 +128,19 @@ def train(
                 _swap(params, raw)
             bar.update(1)
             bar.set_postfix(loss=f"{record['train_loss']:.4f}", **{monitor: f"{score:.4f}"}, best=state.best_epoch)
+            if verbose and not interactive:
+                shown = f"  {monitor} {score:.4f}" if monitor in metrics else ""
+                print(f"{description}: epoch {state.epoch}/{max_epochs}  loss {record['train_loss']:.4f}{shown}  "
+                      f"best {state.best_epoch}", file=sys.stderr, flush=True)
             if on_epoch_end is not None:
                 on_epoch_end(state)
+        if interactive and state.epoch < max_epochs:  # stopped early: the bar ends full, not at 60%
+            bar.total = state.epoch
+            bar.refresh()
     finally:
         bar.close()
+    if verbose:
+        print(_stop_line(state, max_epochs, patience, monitor), file=sys.stderr, flush=True)
     if state.best_weights is not None:
         network.load_state_dict(state.best_weights)
     elif average is not None:  # no validation: the last averaged weights
@@ -136,6 +148,23 @@ def train(
             for p, v in zip(params, average):
                 p.copy_(v)
     return state
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def _stop_line(state: LoopState, max_epochs: int, patience: int, monitor: str) -> str:
+    """How training ended, e.g. ``stopped at epoch 60 (best 55, val RMSE 0.9012)``."""
+    has_score = bool(state.history) and monitor in state.history[-1] and math.isfinite(state.best_score)
+    label = {"val_rmse": "val RMSE", "val_nll": "val NLL", "val_loss": "val loss"}.get(monitor, monitor)
+    how = "stopped" if state.epoch < max_epochs and state.bad_epochs >= patience else "finished"
+    if not has_score:
+        return f"{how} at epoch {state.epoch} (no validation part: the last weights kept)"
+    return f"{how} at epoch {state.epoch} (best {state.best_epoch}, {label} {state.best_score:.4f})"
 
 
 def prefetch(iterable: Iterable[Any], depth: int = 2) -> Iterator[Any]:
