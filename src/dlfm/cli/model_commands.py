@@ -379,7 +379,7 @@ def run_coldstart(args: argparse.Namespace, params: dict[str, Any], ranking: Any
     from dlfm.evaluation.coldstart import cold_start, parse_given, summary_rows
 
     given = parse_given(args.given)
-    if args.folds not in ("official", "kfold"):
+    if args.folds not in (None, "official", "kfold"):
         raise ConfigError(f"--folds {args.folds}: a cold-start protocol makes its own folds of whole users or items "
                           "(--k of them); leave --folds out")
     if args.binarize is not None:
