@@ -97,3 +97,110 @@ def test_cv_official_baseline_on_ml100k(ml100k_root, tmp_path, capsys):
     code, _, _ = run(["cv", "ml-100k", "--data-dir", str(ml100k_root), "--model", "baseline", "--json", str(out_json)], capsys)
     doc = json.loads(out_json.read_text())
     assert code == 0 and 0.935 <= doc["mean"]["rmse"] <= 0.950
+
+
+# ----------------------------------------------------------------------------- never hang, never clobber
+def _dlfm(*argv, timeout=120, **kwargs):
+    """``python -m dlfm ARGV`` in a subprocess that cannot hang the suite."""
+    return subprocess.run([sys.executable, "-m", "dlfm", *map(str, argv)], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def test_a_nan_loss_with_the_background_batch_thread_stops_with_the_error(tmp_path):
+    """``--threads 1`` on 2 cores gathers batches in a background thread: a NaN loss must stop
+    training with the error and exit 2, not hang in the thread's hand-over."""
+    path = tmp_path / "r.csv"
+    write_ratings(synthetic(80, 60, 1500, seed=0), path)
+    proc = _dlfm("train", path, "--model", "dlf", "--param", "lr=1e30", "--param", "batch_size=64", "--threads", "1",
+                 "--device", "cpu", "--quiet", "-o", tmp_path / "x.dlfm", timeout=60)
+    assert proc.returncode == 2 and "training loss became nan" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.dlfm").exists()
+
+
+def test_ctrl_c_during_training_exits_within_5_seconds(tmp_path):
+    import os
+    import signal
+    import time
+
+    path = tmp_path / "r.csv"
+    write_ratings(synthetic(200, 150, 6000, seed=0), path)
+    checkpoints = tmp_path / "ckpt"
+    proc = subprocess.Popen([sys.executable, "-m", "dlfm", "train", str(path), "--model", "dlf", "--threads", "1",
+                             "--device", "cpu", "--quiet", "--param", "max_epochs=1000", "--param", "patience=1000",
+                             "--param", "batch_size=64", "--checkpoint-dir", str(checkpoints), "-o", str(tmp_path / "m.dlfm")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (checkpoints / "checkpoint.dlfm").exists():  # an epoch is done: training is under way
+            assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGINT)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=5)
+        assert time.monotonic() - sent < 5
+        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_train_onto_a_character_device_leaves_it_a_device(tmp_path, capsys):
+    import os
+    import stat
+
+    path = tmp_path / "r.csv"
+    write_ratings(synthetic(30, 20, 200, seed=0), path)
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # our own, never the system's /dev/null
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+    code, _, _ = run(["train", str(path), "--model", "baseline", "-o", str(device), "--json", str(device)], capsys)
+    assert code == 0 and stat.S_ISCHR(os.stat(device).st_mode)
+
+
+def test_json_to_a_link_to_stdout_prints_the_json(tmp_path, capfd):
+    """``--json /dev/stdout``, through a link of our own to this process's fd 1 (never the
+    system's /dev nodes): the JSON is printed, and the link is not replaced by a file."""
+    path = tmp_path / "r.csv"
+    write_ratings(synthetic(30, 20, 200, seed=0), path)
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")
+    assert main(["info", str(path), "--json", str(link)]) == 0
+    out = capfd.readouterr().out
+    assert json.loads(out[out.index("{"):])["ratings"] == 200
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "stdout"]
+
+
+def test_a_checkpoint_dir_that_is_a_file_fails_before_training(tmp_path, capsys, monkeypatch):
+    from dlfm.models import neural
+
+    path = tmp_path / "r.csv"
+    write_ratings(synthetic(30, 20, 200, seed=0), path)
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setattr(neural.NeuralFactorModel, "_fit", lambda *a: pytest.fail("training started"))
+    for where, message in ((tmp_path / "file", "is a file"), (tmp_path / "file" / "sub", "which is a file")):
+        code, _, err = run(["train", str(path), "--model", "dlf", "--checkpoint-dir", str(where), "-o",
+                            str(tmp_path / "m.dlfm")], capsys)
+        assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "m.dlfm").exists()
+
+
+def test_dlfm_predict_of_a_json_file_says_it_is_not_a_model(tmp_path, capsys):
+    (tmp_path / "m.json").write_text('{"model": "dlf"}')
+    code, _, err = run(["predict", str(tmp_path / "m.json"), "--user", "1", "--item", "2"], capsys)
+    assert code == 2 and "not a dlfm model file" in err and "pickle" not in err
+    code, _, err = run(["predict", str(tmp_path), "--user", "1", "--item", "2"], capsys)
+    assert code == 2 and "is a directory" in err
+
+
+def test_bad_params_on_the_command_line_are_one_line_errors(tmp_path, capsys):
+    path = tmp_path / "r.csv"
+    write_ratings(synthetic(30, 20, 200, seed=0), path)
+    for model, pair in (("dlf", "lr=nan"), ("dlf", "weight_decay=nan"), ("dlf", "seed=-1"),
+                        ("dlf", "seed=99999999999999999999999"), ("baseline", "reg_user=nan"), ("mf", "reg=nan"),
+                        ("mf", "noise=nan"), ("dlf", "hidden=2.5")):
+        code, _, err = run(["train", str(path), "--model", model, "--param", pair, "-o", str(tmp_path / "m.dlfm")], capsys)
+        assert code == 2 and err.count("\n") == 1 and f"dlfm params {model}" in err, (pair, err)
+    assert not (tmp_path / "m.dlfm").exists()

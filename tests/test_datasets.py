@@ -79,6 +79,29 @@ def test_links_are_refused(tmp_path, fake_spec):
         datasets.install("ml-100k", directory=tmp_path / "data", archive=archive)
 
 
+def test_installed_folders_get_the_usual_mode_not_0700(tmp_path, fake_spec):
+    import os
+    import stat
+
+    archive = tmp_path / "ml-100k.zip"
+    archive.write_bytes(fake_spec({"ml-100k/u.data": b"1\t1\t5\t0\n"}))
+    old = os.umask(0o022)
+    try:
+        datasets.install("ml-100k", directory=tmp_path / "data", archive=archive)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "data" / "ml-100k").st_mode) == 0o755
+
+
+def test_members_whose_total_size_is_too_large_are_refused(tmp_path, fake_spec, monkeypatch):
+    monkeypatch.setattr(store, "MAX_EXTRACTED_BYTES", 1000)
+    archive = tmp_path / "ml-100k.zip"
+    archive.write_bytes(fake_spec({"ml-100k/u.data": b"1\t1\t5\t0\n" * 100, "ml-100k/big": b"0" * 600}))
+    with pytest.raises(DatasetError, match="GiB"):
+        datasets.install("ml-100k", directory=tmp_path / "data", archive=archive)
+    assert not (tmp_path / "data" / "ml-100k").exists()
+
+
 def test_offline_message_says_what_to_do(tmp_path, monkeypatch):
     def fail(*a, **k):
         raise OSError("network is unreachable")

@@ -7,21 +7,25 @@ and the line where one applies) -- never another exception, never a traceback fr
 and never a silent drop: a file that loads holds exactly one rating per non-blank data line,
 and every id, rating and timestamp comes back as it was written.
 
-Inputs generated per run (``max_examples`` of each test; 1,500 in all):
+Inputs generated per run (``max_examples`` of each test; 3,000 in all):
 
-=====================================  =====
-random bytes and messy token soup        300
-generated tables, round trip             300
-tables with one corrupted line           200
-random DataFrames                        120
-damaged model files                       60
-``dlfm info`` with random options        160
-``dlfm cv --folds kfold``                 40
-``dlfm predict`` with random ids         160
-``dlfm recommend`` with random input     160
-=====================================  =====
+=========================================  =====
+random bytes and messy token soup            300
+generated tables, round trip                 300
+tables with one corrupted line               200
+random DataFrames                            120
+damaged model files                           60
+``dlfm info`` with random options            160
+``dlfm cv --folds kfold``                     40
+``dlfm predict`` with random ids             160
+``dlfm recommend`` with random input         160
+a single bit flipped anywhere in a model     400
+any value of any hyper-parameter (API)       500
+any ``--param KEY=TEXT``                     400
+``predict``/``recommend`` with odd shapes    200
+=========================================  =====
 
-About 15 s on 2 (shared) cores; every example is cheap (a few lines of data, a 30 x 20 model).
+About 25 s on 2 (idle) cores; every example is cheap (a few lines of data, a 30 x 20 model).
 """
 
 from __future__ import annotations
@@ -510,3 +514,97 @@ def test_negative_seed(work):
     write_ratings(synthetic(30, 20, 200, seed=0), path)
     code, _, _ = run_cli(["cv", str(path), "--folds", "kfold", "--k", "2", "--seed", "-1", "--quiet"])
     assert code in (0, 2)
+
+
+# ----------------------------------------------------------------------------- faults: bits, parameters, API edges
+@settings(max_examples=400, **FUZZ)
+@given(where=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7), model=st.sampled_from(["int", "str"]))
+def test_a_single_bit_flip_anywhere_is_refused_as_corrupt(work, models, where, bit, model):
+    """The SHA-256 in the header covers every byte: no flip loads, every one says "corrupt"."""
+    from dlfm.models import Recommender
+
+    data = bytearray(models[model].read_bytes())
+    data[int(where * len(data))] ^= 1 << bit
+    path = work / "flipped.dlfm"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="corrupt") as caught:
+        Recommender.load(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+PARAM_VALUES = st.one_of(
+    st.integers(-(2**80), 2**80), st.integers(-3, 300), st.floats(), st.floats(-2, 2), st.booleans(), st.none(),
+    st.text(max_size=8), st.sampled_from(["cpu", "auto", "gaussian", "both", "tanh", "fixed", "block", "1", "nan"]),
+    st.lists(st.integers(0, 3), max_size=2), st.just(np.int64(3)), st.just(np.float32(0.5)), st.just(np.nan),
+)
+
+
+@settings(max_examples=500, **FUZZ)
+@given(name=st.sampled_from(["baseline", "mf", "pmf", "dlf", "vdlf"]), data=st.data())
+def test_any_hyper_parameter_value_is_valid_or_a_config_error_naming_it(name, data):
+    from dlfm.errors import ConfigError
+    from dlfm.models import create, model_class
+
+    key = data.draw(st.sampled_from(model_class(name).param_names()))
+    value = data.draw(PARAM_VALUES)
+    model = create(name, **{key: value})
+    try:
+        type(model).__mro__[-2]._validate_params(model)  # the declared checks (not the GPU's presence)
+    except ConfigError as exc:
+        assert str(exc).startswith(f"{name}: {key} must be "), str(exc)
+        assert len(str(exc)) < 300 and "\n" not in str(exc)
+        return
+    spec = model_class(name).param_specs()[key]
+    assert not isinstance(value, bool) or spec.kind is bool
+    if isinstance(value, float) and spec.kind is not bool:
+        assert np.isfinite(value)
+
+
+@settings(max_examples=400, **FUZZ)
+@given(name=st.sampled_from(["baseline", "mf", "dlf", "vdlf"]), data=st.data())
+def test_any_param_text_is_parsed_and_checked_or_a_config_error_pointing_at_dlfm_params(name, data):
+    from dlfm.errors import ConfigError
+    from dlfm.models import model_class, parse_params
+
+    specs = model_class(name).param_specs()
+    key = data.draw(st.one_of(st.sampled_from(list(specs)), st.text(ARG_CHARS, min_size=1, max_size=10)))
+    text = data.draw(st.one_of(ARG_TEXT, st.integers(-(2**70), 2**70).map(str), st.floats().map(repr),
+                               st.sampled_from(["true", "off", "1e999", "-0", "0x10", "1_000", " 5 ", "2.0"])))
+    try:
+        params = parse_params(name, [f"{key}={text}"])
+    except ConfigError as exc:
+        assert f"dlfm params {name}" in str(exc), str(exc)
+        return
+    normal = key.strip().replace("-", "_")
+    specs[normal].check(params[normal], name)
+    assert type(params[normal]) is specs[normal].kind
+
+
+IDS_IN = st.one_of(st.integers(-2, 40), st.text(max_size=3), st.floats(allow_nan=True))
+ID_SHAPES = st.one_of(IDS_IN, st.lists(IDS_IN, max_size=4), st.lists(st.lists(IDS_IN, max_size=2), min_size=1, max_size=2),
+                      st.lists(IDS_IN, min_size=1, max_size=4).map(lambda ids: np.array(ids, dtype=object)),
+                      st.lists(st.integers(0, 40), min_size=1, max_size=4).map(lambda ids: np.array(ids).reshape(-1, 1)))
+
+
+@settings(max_examples=200, **FUZZ)
+@given(users=ID_SHAPES, items=ID_SHAPES, k=st.one_of(st.integers(-1, 5), st.floats(0, 5), st.text(max_size=2)),
+       unknown=st.sampled_from(["fallback", "error"]))
+def test_the_python_api_answers_or_raises_a_dlfm_error(models, users, items, k, unknown):
+    from dlfm.errors import DlfmError
+    from dlfm.models import Recommender
+
+    model = Recommender.load(models["int"])
+    try:
+        out = model.predict(users, items, unknown=unknown)
+    except DlfmError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert np.all(np.isfinite(out))
+        n_users = 1 if np.isscalar(users) else len(users)
+        n_items = 1 if np.isscalar(items) else len(items)
+        assert np.size(out) == max(n_users, n_items)
+    try:
+        top = model.recommend(users, k=k)
+    except DlfmError:
+        return
+    assert isinstance(k, int) and len(top) <= k

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, TextIO
 
@@ -121,17 +120,17 @@ def json_default(obj: Any) -> Any:
 
 
 def emit_json(path: str | None, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` (atomically), or alone on standard output for ``-``."""
+    """Write ``obj`` as strict JSON (NaN and infinities become null, with the reason under
+    ``null_reasons``) to ``path`` (atomically), or alone on standard output for ``-``."""
     if not path or not is_main_process():
         return
+    from dlfm.persistence import dumps_json, write_json
+
     if path == "-":
         stream = result_stream()
-        json.dump(obj, stream, indent=2, default=json_default)
-        stream.write("\n")
+        stream.write(dumps_json(obj))
         stream.flush()
         return
-    from dlfm.persistence import write_json
-
     write_json(path, obj)
 
 

@@ -412,6 +412,10 @@ def run_train(args: argparse.Namespace) -> int:
     if launched is not None:
         return launched
     params = model_params(args)
+    if args.checkpoint_dir:
+        from dlfm.training.checkpoint import check_directory
+
+        check_directory(args.checkpoint_dir)  # before reading data and training, not after an epoch
     ratings = load_source(args)
     transform = binarizer(args)
     if transform is not None:
@@ -432,7 +436,8 @@ def run_train(args: argparse.Namespace) -> int:
     if not is_main_process():
         return 0
     model.save(args.output)
-    print(f"trained {args.model} on {ratings.name} ({len(ratings)} ratings) in {seconds:.1f}s; saved {args.output}")
+    print(f"trained {args.model} on {ratings.name} ({len(ratings)} ratings) in {seconds:.1f}s; saved {args.output}",
+          file=sys.stderr if args.output == "-" else sys.stdout)  # -o -: stdout holds the model alone
     emit_json(args.json_path, {"model": args.model, "params": model.get_params(), "output": args.output,
                                "fit_seconds": seconds, "ratings": len(ratings)})
     return 0

@@ -155,6 +155,15 @@ def _check_member(info: zipfile.ZipInfo, s: DatasetSpec) -> PurePosixPath | None
 
 
 _MARKER = ".dlfm-archive-md5"
+#: the most bytes an archive may extract to, all members together (ml-32m's is about 1 GB);
+#: reading a member never yields more than the size its entry declares
+MAX_EXTRACTED_BYTES = 8 * 2**30
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def extract_archive(archive: Path, s: DatasetSpec, directory: Path, *, md5: str | None = None) -> Path:
@@ -176,8 +185,13 @@ def extract_archive(archive: Path, s: DatasetSpec, directory: Path, *, md5: str 
         except (zipfile.BadZipFile, ValueError) as exc:
             raise DatasetError(f"{archive} is not a readable zip archive: {exc}") from None
         members = [(info, _check_member(info, s)) for info in infos]
+        total = sum(info.file_size for info in infos)
+        if total > MAX_EXTRACTED_BYTES:
+            raise DatasetError(f"refusing {archive}: its members would extract to {total / 2**30:.1f} GiB, more than "
+                               f"the {MAX_EXTRACTED_BYTES / 2**30:.0f} GiB any known data set needs")
         try:
             staging = Path(tempfile.mkdtemp(prefix=f".{s.name}.staging-", dir=directory))
+            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700: the installed folder gets the usual mode
         except OSError as exc:
             raise DatasetError(f"cannot write in the data directory {directory}: {exc.strerror or exc}") from None
         try:

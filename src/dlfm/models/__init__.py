@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ast
+import difflib
 from typing import Any, Iterable
 
 from dlfm.errors import ConfigError
@@ -19,39 +19,6 @@ def register(cls: type[Recommender]) -> type[Recommender]:
     return cls
 
 
-def _parse_value(text: str, default: Any, key: str) -> Any:
-    if isinstance(default, bool):
-        low = text.strip().lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"--param {key}: expected true or false, not {text!r}")
-    if isinstance(default, int):
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigError(f"--param {key}: expected an integer, not {text!r}") from None
-    if isinstance(default, float):
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigError(f"--param {key}: expected a number, not {text!r}") from None
-    if isinstance(default, (tuple, list)):
-        try:
-            value = ast.literal_eval(text) if text.strip().startswith(("(", "[")) else [int(x) for x in text.split(",")]
-            return tuple(value)
-        except (ValueError, SyntaxError):
-            raise ConfigError(f"--param {key}: expected comma-separated integers, not {text!r}") from None
-    if default is None:
-        for cast in (int, float):
-            try:
-                return cast(text)
-            except ValueError:
-                pass
-    return text
-
-
 def split_param(pair: str) -> tuple[str, str]:
     """``"n-factors=50"`` → ``("n_factors", "50")``; a clear error without ``=``."""
     if "=" not in pair:
@@ -61,15 +28,20 @@ def split_param(pair: str) -> tuple[str, str]:
 
 
 def parse_params(name: str, pairs: Iterable[str]) -> dict[str, Any]:
-    """``["n_factors=50", "reg=0.1"]`` → typed keyword arguments for model ``name``."""
+    """``["n_factors=50", "reg=0.1"]`` → typed, checked keyword arguments for model ``name``,
+    by the model's declared hyper-parameters (:mod:`dlfm.models.params`); every error names
+    the parameter and points at ``dlfm params NAME``."""
     cls = model_class(name)
-    defaults = cls.param_defaults()
+    specs = cls.param_specs()
     params: dict[str, Any] = {}
     for pair in pairs:
         key, value = split_param(pair)
-        if key not in defaults:
-            raise ConfigError(f"model {name!r} has no parameter {key!r}; it has {', '.join(sorted(defaults))}")
-        params[key] = _parse_value(value, defaults[key], key)
+        if key not in specs:
+            close = difflib.get_close_matches(key, list(specs), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            known = f"it has {', '.join(specs)}" if specs else "it has no hyper-parameters"
+            raise ConfigError(f"model {name!r} has no parameter {key!r}; {hint}{known} (see `dlfm params {name}`)")
+        params[key] = specs[key].parse(value, name)
     return params
 
 
@@ -78,8 +50,6 @@ def model_class(name: str) -> type[Recommender]:
     try:
         return MODELS[name]
     except KeyError:
-        import difflib
-
         close = difflib.get_close_matches(str(name).lower(), list(MODELS), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}? Known" if close else "; known"
         raise ConfigError(f"unknown model {name!r}{hint}: {', '.join(MODELS)}") from None

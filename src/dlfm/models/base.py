@@ -23,10 +23,13 @@ from typing import Any, ClassVar, Iterable, Literal, Mapping, Sequence
 import numpy as np
 
 from dlfm.data.ratings import Ratings, Vocabulary
-from dlfm.errors import ConfigError, ModelFileError, UnknownIdError
+from dlfm.errors import ConfigError, DataError, ModelFileError, TrainingError, UnknownIdError
+from dlfm.models.params import Param
 from dlfm.models.space import SearchSpace
 
 UnknownPolicy = Literal["fallback", "error"]
+#: the largest |rating| a model fits: beyond it sums of squares overflow (and float32 sooner)
+MAX_ABS_RATING = 1e15
 
 
 def versions() -> dict[str, str]:
@@ -41,12 +44,59 @@ def versions() -> dict[str, str]:
             "scipy": scipy.__version__, "torch": torch.__version__}
 
 
+def _is_id(value: Any) -> bool:
+    """Whether ``value`` is one id (not a sequence of ids)."""
+    return np.isscalar(value) or (isinstance(value, np.ndarray) and value.ndim == 0)
+
+
+def _id_list(ids: Any, what: str) -> list[Any]:
+    """One id or a 1-D sequence of ids, as a list; a 2-D array or nested lists are an error."""
+    if _is_id(ids):
+        return [ids.item() if isinstance(ids, np.ndarray) else ids]
+    if isinstance(ids, np.ndarray):
+        if ids.ndim != 1:
+            raise ConfigError(f"{what} must be one id or a 1-D sequence of ids, not a {ids.ndim}-D array of shape {ids.shape}")
+        if ids.dtype != object:
+            return ids.tolist()
+    try:
+        out = list(ids)
+    except TypeError:
+        raise ConfigError(f"{what} must be one id or a sequence of ids, not {type(ids).__name__}") from None
+    for value in out:
+        if not _is_id(value):
+            raise ConfigError(f"{what} must be one id or a 1-D sequence of ids, not a sequence holding {value!r:.60}")
+    return out
+
+
+def _check_k(k: Any) -> None:
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+        raise ConfigError(f"k must be a whole number of items, not {k!r}")
+    if k < 1:
+        raise ConfigError(f"k must be at least 1, not {k}")
+
+
+def _as_ratings(data: Any, what: str) -> Ratings:
+    """``data`` as :class:`Ratings`: a DataFrame is read by :func:`~dlfm.data.io.from_dataframe`."""
+    if isinstance(data, Ratings):
+        return data
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        from dlfm.data.io import from_dataframe
+
+        return from_dataframe(data, name=what)
+    raise ConfigError(f"{what} must be Ratings or a pandas DataFrame, not {type(data).__name__}")
+
+
 class Recommender:
     """Base class of every model: fit on a :class:`Ratings`, predict, recommend, save, load."""
 
     name: ClassVar[str] = "base"
     #: whether :meth:`predict_new_user` can fold in a user from ratings alone
     supports_new_users: ClassVar[bool] = False
+    #: this class's own hyper-parameters (type, range, meaning; defaults are ``__init__``'s);
+    #: a subclass lists only those its ``__init__`` adds (see :mod:`dlfm.models.params`)
+    hyper_parameters: ClassVar[tuple[Param, ...]] = ()
     #: what ``dlfm tune`` searches over (:mod:`dlfm.models.space`); empty: nothing to tune
     search_space: ClassVar[SearchSpace] = {}
 
@@ -76,6 +126,16 @@ class Recommender:
     def param_defaults(cls) -> dict[str, Any]:
         return {name: p.default for name, p in cls._init_parameters().items()}
 
+    @classmethod
+    def param_specs(cls) -> dict[str, Param]:
+        """Every hyper-parameter's declaration, in ``__init__`` order, gathered along the class
+        hierarchy (a subclass's declaration of a name wins)."""
+        declared: dict[str, Param] = {}
+        for klass in cls.__mro__:
+            for spec in klass.__dict__.get("hyper_parameters", ()):
+                declared.setdefault(spec.name, spec)
+        return {name: declared[name] for name in cls.param_names() if name in declared}
+
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.param_names()}
 
@@ -92,14 +152,37 @@ class Recommender:
         return f"{type(self).__name__}({args})"
 
     def _validate_params(self) -> None:
-        """Raise :class:`ConfigError` for invalid hyper-parameters (called by :meth:`fit`)."""
+        """Raise :class:`ConfigError` naming the first invalid hyper-parameter, by its declared
+        type and range (called by :meth:`fit` and :meth:`load`). A subclass may add checks
+        that involve more than one parameter or the machine (e.g. a GPU)."""
+        specs = self.param_specs()
+        undeclared = [name for name in self.param_names() if name not in specs]
+        if undeclared:  # a programming error of the model, caught by the tests
+            raise TypeError(f"{type(self).__name__} does not declare {', '.join(undeclared)} in hyper_parameters")
+        for name, spec in specs.items():
+            spec.check(getattr(self, name), self.name)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, train: Ratings, *, validation: Ratings | None = None) -> "Recommender":
-        """Learn from ``train`` (starting over); ``validation`` may steer early stopping."""
+        """Learn from ``train`` (starting over); ``validation`` may steer early stopping.
+
+        ``train`` and ``validation`` are :class:`Ratings` or pandas DataFrames with user,
+        item and rating columns (read by :func:`dlfm.data.io.from_dataframe`).
+
+        Raises:
+            ConfigError: an invalid hyper-parameter (named), or no ratings.
+            TrainingError: training diverged (its learned state is not finite).
+        """
         self._validate_params()
+        train = _as_ratings(train, "train")
+        if validation is not None:
+            validation = _as_ratings(validation, "validation")
         if len(train) == 0:
             raise ConfigError("cannot fit on an empty training set")
+        largest = float(np.max(np.abs(train.ratings)))
+        if largest > MAX_ABS_RATING:
+            raise DataError(f"ratings as large as {largest:g} are beyond what the models compute with "
+                            f"(|rating| at most {MAX_ABS_RATING:g}); rescale them", source=train.name)
         self.train_ = train
         self.user_vocab_: Vocabulary = train.user_vocab
         self.item_vocab_: Vocabulary = train.item_vocab
@@ -108,6 +191,7 @@ class Recommender:
         self.history_: list[dict[str, float]] = []
         started = time.perf_counter()
         self._fit(train, validation)
+        self._check_finite_state()
         self.fit_seconds_ = time.perf_counter() - started
         self.card_ = {"dataset": train.name, "n_ratings": len(train), "n_users": train.n_users,
                       "n_items": train.n_items, "fit_seconds": round(self.fit_seconds_, 3),
@@ -116,6 +200,15 @@ class Recommender:
 
     def _fit(self, train: Ratings, validation: Ratings | None) -> None:
         raise NotImplementedError
+
+    def _check_finite_state(self) -> None:
+        """Raise :class:`TrainingError` when a learned array holds NaN or infinity: a model
+        never predicts NaN silently."""
+        for key, value in self._state().items():
+            array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+            if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+                raise TrainingError(f"{self.name}: training diverged ({key} is not finite); check the "
+                                    f"hyper-parameters (see `dlfm params {self.name}`) and the ratings' range")
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "train_"):
@@ -132,6 +225,10 @@ class Recommender:
         if users.size == 0:
             return np.empty(0, dtype=np.float64)
         raw = np.asarray(self._predict_indices(users.reshape(-1), items.reshape(-1)), dtype=np.float64)
+        bad = np.count_nonzero(np.isnan(raw))
+        if bad:
+            raise TrainingError(f"{self.name}: the model predicts NaN for {bad} of {raw.size} pairs; "
+                                "its training diverged (refit with other hyper-parameters)")
         return np.clip(raw, *self.scale_).reshape(users.shape)
 
     def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -160,6 +257,16 @@ class Recommender:
         return grid.reshape(len(users), len(items))
 
     def _lookup(self, users: Iterable[Any], items: Iterable[Any], unknown: UnknownPolicy) -> tuple[np.ndarray, np.ndarray]:
+        """Index arrays of raw ``users`` and ``items``: two sequences of ids of one length, or
+        one id (a sequence of one) against many."""
+        users, items = _id_list(users, "users"), _id_list(items, "items")
+        if len(users) == 1 and len(items) > 1:
+            users = users * len(items)
+        elif len(items) == 1 and len(users) > 1:
+            items = items * len(users)
+        if len(users) != len(items):
+            raise ConfigError(f"users and items differ in length ({len(users)} vs {len(items)}); give one id "
+                              "against many, or two sequences of one length")
         u = self.user_vocab_.lookup(users)
         i = self.item_vocab_.lookup(items)
         if unknown == "error":
@@ -175,12 +282,8 @@ class Recommender:
                 unknown: UnknownPolicy = "fallback") -> np.ndarray | float:
         """Predicted ratings for raw (user, item) ids; scalars in, a float out."""
         self._check_fitted()
-        scalar = np.isscalar(users) and np.isscalar(items)
-        users_list = [users] if np.isscalar(users) else list(users)
-        items_list = [items] if np.isscalar(items) else list(items)
-        if len(users_list) == 1 and len(items_list) > 1:
-            users_list = users_list * len(items_list)
-        u, i = self._lookup(users_list, items_list, unknown)
+        scalar = _is_id(users) and _is_id(items)
+        u, i = self._lookup(users, items, unknown)
         out = self.predict_indices(u, i)
         return float(out[0]) if scalar else out
 
@@ -191,6 +294,7 @@ class Recommender:
         ``(raw item id, predicted rating)`` pairs; items the user rated in training are left out
         unless ``exclude_seen=False``; items without any training rating are never recommended."""
         self._check_fitted()
+        _check_k(k)
         u = self.user_vocab_.index(user, what="user")
         candidates = self._candidates(items)
         if exclude_seen:
@@ -267,8 +371,7 @@ class Recommender:
         return idx[idx >= 0]
 
     def _top(self, candidates: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[Any, float]]:
-        if k < 1:
-            raise ConfigError(f"k must be at least 1, not {k}")
+        _check_k(k)
         order = np.lexsort((candidates, -scores))[:k]  # ties by index, for determinism
         raw = self.item_vocab_.raw(candidates[order])
         return [(r, float(s)) for r, s in zip(raw, scores[order])]
@@ -282,6 +385,7 @@ class Recommender:
                            items: Sequence[Any] | None = None) -> list[tuple[Any, float]]:
         """Top-``k`` items for a new user given ``{item: rating}``; rated items are excluded."""
         self._check_fitted()
+        _check_k(k)
         candidates = self._candidates(items)
         rated = self.item_vocab_.lookup(list(ratings))
         candidates = np.setdiff1d(candidates, rated[rated >= 0])
@@ -290,15 +394,21 @@ class Recommender:
 
     def _new_user_row(self, ratings: Mapping[Any, float]) -> tuple[np.ndarray, np.ndarray]:
         """Item indices and values of a new user's ratings; unknown items are an error."""
+        if not isinstance(ratings, Mapping):
+            raise ConfigError(f"a new user's ratings must be a mapping {{item: rating}}, not {type(ratings).__name__}")
         if not ratings:
             raise ConfigError("a new user needs at least one rating")
         idx = self.item_vocab_.lookup(list(ratings))
         missing = [item for item, k in zip(ratings, idx) if k < 0]
         if missing:
             raise UnknownIdError(f"unknown item {missing[0]!r} in the new user's ratings")
-        values = np.asarray(list(ratings.values()), dtype=np.float64)
-        if not np.all(np.isfinite(values)):
-            raise ConfigError("a new user's ratings must be finite numbers")
+        values = np.empty(len(ratings))
+        for n, (item, value) in enumerate(ratings.items()):
+            if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.number)):
+                raise ConfigError(f"the new user's rating of item {item!r} must be a number, not {value!r}")
+            values[n] = float(value)
+            if not np.isfinite(values[n]):
+                raise ConfigError(f"the new user's rating of item {item!r} must be finite, not {value!r}")
         lo, hi = self.scale_
         outside = np.flatnonzero((values < lo) | (values > hi))
         if len(outside):
@@ -330,6 +440,20 @@ class Recommender:
 
     def _extra_meta(self) -> dict[str, Any]:
         return {}
+
+    @staticmethod
+    def _expect_shapes(tensors: Mapping[str, Any], shapes: Mapping[str, tuple[int | None, ...]]) -> None:
+        """Raise ``ValueError`` unless each named tensor is a float array of the given shape
+        (``None``: any length on that axis)
+        — for :meth:`_set_state`, before a model indexes arrays read from a file."""
+        for name, shape in shapes.items():
+            if name not in tensors:
+                raise KeyError(f"state.{name}")
+            got = tuple(tensors[name].shape)
+            if len(got) != len(shape) or any(want is not None and want != have for want, have in zip(shape, got)):
+                raise ValueError(f"{name} has shape {got}, not {tuple('any' if w is None else w for w in shape)}")
+            if not tensors[name].is_floating_point():
+                raise ValueError(f"{name} is not a float array")
 
     def save(self, path: Any) -> None:
         """Write one self-contained file: weights, configuration, vocabularies, the training
@@ -375,6 +499,10 @@ class Recommender:
                 elif params["device"] == "cuda" and not torch.cuda.is_available():
                     params["device"] = "cpu"
             model = model_cls(**params)
+            try:  # before anything is allocated from the parameters (e.g. a network's width)
+                Recommender._validate_params(model)
+            except ConfigError as exc:
+                raise ModelFileError(f"{path}: the file is corrupt or was edited ({exc})") from None
             user_vocab = Vocabulary.from_json(meta["user_vocab"])
             item_vocab = Vocabulary.from_json(meta["item_vocab"])
             train = Ratings(tensors["train.users"].numpy(), tensors["train.items"].numpy(),
@@ -390,8 +518,10 @@ class Recommender:
             model._set_state(state, meta.get("extra", {}))
         except ModelFileError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"{path}: corrupt or incomplete model file ({type(exc).__name__}: {exc})") from None
+        except KeyError as exc:
+            raise ModelFileError(f"{path}: the file is corrupt or incomplete (it lacks {exc})") from None
+        except (TypeError, ValueError, IndexError, RuntimeError) as exc:
+            raise ModelFileError(f"{path}: the file is corrupt or was edited ({str(exc)[:300]})") from None
         return model
 
 

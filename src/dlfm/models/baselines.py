@@ -10,9 +10,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from dlfm.data.ratings import Ratings
-from dlfm.errors import ConfigError
-from dlfm.models.space import LogUniform
 from dlfm.models.base import Recommender
+from dlfm.models.params import Param, size_param
+from dlfm.models.space import LogUniform
 
 
 def take_or_zero(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -80,6 +80,11 @@ class BaselineModel(Recommender):
 
     name = "baseline"
     supports_new_users = True
+    hyper_parameters = (
+        Param("reg_user", float, "λ_u, the penalty on user biases", low=0),
+        Param("reg_item", float, "λ_i, the penalty on item biases", low=0),
+        size_param("n_epochs", "ALS sweeps", high=10_000),
+    )
 
     search_space = {"reg_user": LogUniform(1.0, 100.0), "reg_item": LogUniform(1.0, 100.0)}
 
@@ -87,12 +92,6 @@ class BaselineModel(Recommender):
         self.reg_user = reg_user
         self.reg_item = reg_item
         self.n_epochs = n_epochs
-
-    def _validate_params(self) -> None:
-        if self.reg_user < 0 or self.reg_item < 0:
-            raise ConfigError("reg_user and reg_item must be non-negative")
-        if self.n_epochs < 1:
-            raise ConfigError("n_epochs must be at least 1")
 
     def _fit(self, train: Ratings, validation: Ratings | None) -> None:
         self.user_bias_, self.item_bias_ = als_biases(train, self.reg_user, self.reg_item, self.n_epochs)
@@ -120,6 +119,7 @@ class BaselineModel(Recommender):
         return {"user_bias": self.user_bias_, "item_bias": self.item_bias_}
 
     def _set_state(self, tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+        self._expect_shapes(tensors, {"user_bias": (self.train_.n_users,), "item_bias": (self.train_.n_items,)})
         self.user_bias_ = tensors["user_bias"].numpy()
         self.item_bias_ = tensors["item_bias"].numpy()
 

@@ -40,10 +40,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from dlfm.data.ratings import Ratings
-from dlfm.errors import ConfigError
+from dlfm.errors import TrainingError
 from dlfm.models.baselines import take_or_zero
 from dlfm.models.space import Choice, LogUniform, Uniform
 from dlfm.models.base import Recommender
+from dlfm.models.params import MAX_WIDTH, Param, seed_param, size_param
 
 #: padded entries per batched Gram product (small blocks stay in cache)
 _BLOCK_ENTRIES = 2048
@@ -163,6 +164,18 @@ class MatrixFactorization(Recommender):
     search_space = {"n_factors": Choice((5, 10, 20, 50)), "reg": LogUniform(0.01, 1.0),
                     "bias_reg": LogUniform(0.01, 1.0), "noise": Uniform(0.5, 2.0)}
     supports_new_users = True
+    hyper_parameters = (
+        size_param("n_factors", "latent dimension k", high=10_000),
+        Param("reg", float, "λ, the warm start's penalty (per rating when reg_exponent is 1)", low=0),
+        Param("bias_reg", float, "β, the warm start's penalty on the biases relative to λ", low=0),
+        size_param("n_epochs", "ALS sweeps of the warm start", high=10_000),
+        Param("init_std", float, "standard deviation of the random initial item factors", low=0),
+        Param("biased", bool, "learn user and item biases (false gives PMF)"),
+        seed_param("seed of the initial factors and of the Gibbs sampler"),
+        Param("reg_exponent", float, "α: the penalty grows as n^α with a row's rating count n", low=-4, high=4),
+        size_param("n_samples", "Gibbs sweeps averaged into the prediction (0: the ALS estimate)", low=0, high=MAX_WIDTH),
+        Param("noise", float, "the sampler's noise σ, relative to the warm start's training RMSE", low=0),
+    )
 
     def __init__(self, n_factors: int = 10, reg: float = 0.1, bias_reg: float = 0.2, n_epochs: int = 8,
                  init_std: float = 0.1, biased: bool = True, seed: int = 0, reg_exponent: float = 1.0,
@@ -177,18 +190,6 @@ class MatrixFactorization(Recommender):
         self.reg_exponent = reg_exponent
         self.n_samples = n_samples
         self.noise = noise
-
-    def _validate_params(self) -> None:
-        if self.n_factors < 1:
-            raise ConfigError("n_factors must be at least 1")
-        if self.reg < 0 or self.bias_reg < 0:
-            raise ConfigError("reg and bias_reg must be non-negative")
-        if self.n_epochs < 1:
-            raise ConfigError("n_epochs must be at least 1")
-        if self.n_samples < 0:
-            raise ConfigError("n_samples must be non-negative")
-        if self.noise < 0:
-            raise ConfigError("noise must be non-negative")
 
     def _dim(self) -> int:
         return self.n_factors + (1 if self.biased else 0)
@@ -211,6 +212,13 @@ class MatrixFactorization(Recommender):
         return vectors[:, self.n_factors] if self.biased else np.zeros(len(vectors))
 
     def _fit(self, train: Ratings, validation: Ratings | None) -> None:
+        try:
+            self._fit_factors(train, validation)
+        except np.linalg.LinAlgError as exc:
+            raise TrainingError(f"{self.name}: a least-squares system is singular ({exc}); "
+                                "use a positive --param reg") from None
+
+    def _fit_factors(self, train: Ratings, validation: Ratings | None) -> None:
         rng = np.random.default_rng(self.seed)
         k, dim = self.n_factors, self._dim()
         csr, csc = train.csr(), train.csc()
@@ -238,17 +246,18 @@ class MatrixFactorization(Recommender):
             update_items(penalty=i_pen)
             tracker.record(epoch, user_f, item_f)
 
-        if self.n_samples == 0:
+        resid = by_item - self._bias(user_f)[csc.indices] - self._bias(item_f)[item_of] \
+            - np.einsum("nk,nk->n", user_f[csc.indices, :k], item_f[item_of, :k])
+        sigma = self.noise * float(np.sqrt(np.mean(resid ** 2)))
+        # σ = 0 (no sampling asked for, noise=0, or the warm start fits every rating exactly, e.g.
+        # all ratings equal or a single one): the posterior is a point, the warm start's estimate
+        if self.n_samples == 0 or sigma == 0.0:
             self.user_factors_, self.user_bias_ = user_f[:, :k], self._bias(user_f)
             self.item_factors_, self.item_bias_ = item_f[:, :k], self._bias(item_f)
             self.user_priors_ = np.zeros((0, 2, dim))
             self.item_sample_bias_ = np.zeros((train.n_items, 0))
             self.noise_ = 0.0
             return
-
-        resid = by_item - self._bias(user_f)[csc.indices] - self._bias(item_f)[item_of] \
-            - np.einsum("nk,nk->n", user_f[csc.indices, :k], item_f[item_of, :k])
-        sigma = self.noise * float(np.sqrt(np.mean(resid ** 2)))
         self.noise_ = sigma
 
         def posterior(vectors: np.ndarray, side: _Side) -> dict[str, Any]:
@@ -356,6 +365,15 @@ class MatrixFactorization(Recommender):
                 "user_priors": self.user_priors_, "item_sample_bias": self.item_sample_bias_}
 
     def _set_state(self, tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+        n_users, n_items, dim = self.train_.n_users, self.train_.n_items, self._dim()
+        self._expect_shapes(tensors, {"user_factors": (n_users, None), "item_factors": (n_items, None),
+                                      "user_bias": (n_users,), "item_bias": (n_items,),
+                                      "user_priors": (None, 2, dim), "item_sample_bias": (n_items, None)})
+        sweeps = tensors["user_priors"].shape[0]
+        width = self.n_factors * max(1, sweeps)
+        if tensors["user_factors"].shape[1] != width or tensors["item_factors"].shape[1] != width \
+                or tensors["item_sample_bias"].shape[1] != sweeps:
+            raise ValueError(f"its factors do not fit n_factors={self.n_factors} and {sweeps} sweeps")
         for key in ("user_factors", "item_factors", "user_bias", "item_bias", "user_priors", "item_sample_bias"):
             setattr(self, key + "_", tensors[key].numpy())
         self.noise_ = float(meta.get("noise", 0.0))

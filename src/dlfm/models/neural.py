@@ -29,8 +29,9 @@ from dlfm.data.splits import validation_split
 from dlfm.errors import ConfigError
 from dlfm.evaluation.metrics import interval_coverage, log_loss, roc_auc
 from dlfm.models.base import Recommender, UnknownPolicy
+from dlfm.models.params import Param, seed_param, size_param
 from dlfm.models.space import Choice, LogUniform, Uniform
-from dlfm.nn.encoders import DeepLatentFactorNet
+from dlfm.nn.encoders import ACTIVATIONS, INTERACTIONS, DeepLatentFactorNet
 from dlfm.nn.likelihoods import LIKELIHOODS, Likelihood, from_state, make_likelihood
 from dlfm.training.batching import REMOVALS, Batch, BlockSampler, Incidence, SideStructure, gather_rows, row_scale
 from dlfm.training import distributed, loop
@@ -46,6 +47,25 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise ConfigError(f"device must be cpu, cuda or auto, not {name!r}")
     return torch.device(name)
+
+
+def _check_weights(build: Any, weights: Mapping[str, torch.Tensor]) -> None:
+    """Raise ``ValueError`` unless ``weights`` have exactly the names, shapes and types of the
+    network ``build()`` makes, checked on PyTorch's "meta" device: nothing is allocated, so
+    parameters edited to ask for a huge network cost nothing."""
+    with torch.device("meta"):
+        skeleton = build()
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
+    found = {k: (tuple(v.shape), v.dtype) for k, v in weights.items()}
+    if expected == found:
+        return
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    if missing or extra:
+        raise ValueError(f"its weights do not fit its parameters (missing {missing[:3]}, unexpected {extra[:3]})")
+    name = next(k for k in expected if expected[k] != found[k])
+    raise ValueError(f"its weights do not fit its parameters ({name}: {found[name][0]} {found[name][1]} in the "
+                     f"file, {expected[name][0]} {expected[name][1]} for its parameters)")
 
 
 @contextmanager
@@ -107,6 +127,39 @@ class NeuralFactorModel(Recommender):
     """
 
     supports_new_users = True
+    hyper_parameters = (
+        size_param("hidden", "width of the encoders' hidden layer (g and h)"),
+        size_param("latent", "size of the user and item vectors u, v"),
+        size_param("decoder_hidden", "width of the decoder f's hidden layer"),
+        Param("interaction", str, "how f combines u and v: u ⊙ v, [u, v], or both", choices=INTERACTIONS),
+        Param("activation", str, "activation of every hidden layer", choices=tuple(ACTIVATIONS)),
+        Param("dropout", float, "dropout on the encoders' hidden layer", low=0, high=1, high_open=True),
+        Param("input_dropout", float, "share of a row's other entries hidden from the encoder at each step",
+              low=0, high=1, high_open=True),
+        Param("likelihood", str, "observation model of the ratings", choices=LIKELIHOODS),
+        Param("lr", float, "AdamW's learning rate", low=0, low_open=True),
+        Param("lr_decay", float, "the learning rate is multiplied by this after every epoch",
+              low=0, high=1, low_open=True),
+        Param("ema_decay", float, "decay per step of the averaged weights used for prediction (0: off)",
+              low=0, high=1, high_open=True),
+        Param("weight_decay", float, "AdamW's decoupled weight decay", low=0),
+        size_param("batch_size", "ratings per training step (about)", high=2**31),
+        size_param("mc_samples", "input-dropout masks averaged into a prediction (0: one full pass)", low=0,
+                   high=10_000),
+        size_param("max_epochs", "most training epochs", high=10**6),
+        size_param("patience", "epochs without a better validation score before stopping", high=10**6),
+        Param("validation_ratio", float, "share of the training ratings held out for early stopping",
+              low=0, high=1, high_open=True),
+        size_param("max_neighbors", "cap on the entries read per row in training (0: no cap)", low=0, high=2**31),
+        Param("removal", str, "how a rating is kept out of its own encoders: the batch's block, or itself",
+              choices=REMOVALS),
+        size_param("max_groups", "most user (item) groups of the block grid", low=2, high=2**20),
+        size_param("row_cap", "rows longer than this are down-weighted to it (0: off)", low=0, high=2**31),
+        Param("grad_clip", float, "clip the gradient norm to this (0: off)", low=0),
+        Param("device", str, "where the network computes", choices=("cpu", "cuda", "auto")),
+        Param("verbose", bool, "show a progress bar"),
+        seed_param("seed of initialisation, dropout, batches and the validation split"),
+    )
     #: what ``dlfm tune`` searches (the shared settings of dlf and vdlf)
     search_space = {
         "lr": LogUniform(1e-3, 2e-2),
@@ -172,30 +225,8 @@ class NeuralFactorModel(Recommender):
 
     # ------------------------------------------------------------------ validation of parameters
     def _validate_params(self) -> None:
-        for name in ("hidden", "latent", "decoder_hidden", "batch_size", "max_epochs", "patience"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.mc_samples < 0:
-            raise ConfigError(f"mc_samples must be non-negative, not {self.mc_samples}")
-        for name in ("dropout", "input_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), not {getattr(self, name)}")
-        if not 0.0 <= self.validation_ratio < 1.0:
-            raise ConfigError(f"validation_ratio must be in [0, 1), not {self.validation_ratio}")
-        if self.likelihood not in LIKELIHOODS:
-            raise ConfigError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, not {self.likelihood!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
-        if not 0.0 < self.lr_decay <= 1.0:
-            raise ConfigError(f"lr_decay must be in (0, 1], not {self.lr_decay}")
-        if self.removal not in REMOVALS:
-            raise ConfigError(f"removal must be one of {', '.join(REMOVALS)}, not {self.removal!r}")
-        if self.row_cap < 0:
-            raise ConfigError(f"row_cap must be non-negative, not {self.row_cap}")
-        if self.max_groups < 2:
-            raise ConfigError(f"max_groups must be at least 2, not {self.max_groups}")
-        if self.lr <= 0 or self.weight_decay < 0 or self.max_neighbors < 0 or self.grad_clip < 0:
-            raise ConfigError("lr must be positive; weight_decay, max_neighbors and grad_clip non-negative")
+        """The declared types and ranges (:attr:`hyper_parameters`), then whether the device exists."""
+        super()._validate_params()
         resolve_device(self.device)
 
     # ------------------------------------------------------------------ fitting
@@ -304,8 +335,9 @@ class NeuralFactorModel(Recommender):
         directory = getattr(self, "_checkpoint_dir", None)
         if directory is None:
             return None, None
-        from dlfm.training.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+        from dlfm.training.checkpoint import check_directory, fingerprint, load_checkpoint, save_checkpoint
 
+        check_directory(directory)
         params = {k: v for k, v in self.get_params().items() if k not in ("verbose", "device")}
         key = fingerprint(params, train.users, train.items, train.ratings)
         start = None
@@ -563,8 +595,9 @@ class NeuralFactorModel(Recommender):
         self.likelihood_ = from_state(self.likelihood, float(meta["likelihood_offset"]))
         self.noise_std_ = float(meta["noise_std"])
         self.best_epoch_ = int(meta.get("best_epoch", 0))
-        self.network_ = self._build_network(self.train_.n_users, self.train_.n_items)
         weights = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
+        _check_weights(lambda: self._build_network(self.train_.n_users, self.train_.n_items), weights)
+        self.network_ = self._build_network(self.train_.n_users, self.train_.n_items)
         self.network_.load_state_dict(weights)
         self.network_.to(self.device_).eval()
         self._use_incidence(Incidence(self.train_, self.center_))

@@ -44,9 +44,9 @@ import math
 import numpy as np
 import torch
 
-from dlfm.errors import ConfigError
 from dlfm.models import register
 from dlfm.models.neural import NeuralFactorModel, batch_mean
+from dlfm.models.params import Param, size_param
 from dlfm.models.space import LogUniform
 from dlfm.nn.keyed import ITEM_LATENT, OBSERVATION, USER_LATENT, keyed_normal_rows, keyed_uniform
 from dlfm.training.batching import Batch
@@ -64,6 +64,16 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
     __doc__ = (__doc__ or "") + (NeuralFactorModel.__doc__ or "")
     name = "vdlf"
     variational = True
+    hyper_parameters = (
+        size_param("n_samples", "posterior draws per rating in the training objective", high=1000),
+        Param("kl_weight", float, "β, the weight of the KL terms", low=0),
+        size_param("kl_warmup", "epochs over which β grows linearly from 0 (0: off)", low=0, high=10**6),
+        Param("free_bits", float, "floor on each dimension's KL, in nats (0: off)", low=0),
+        Param("noise", str, "Gaussian noise σ: fixed in training, one learned, or one per rating",
+              choices=NOISE_MODES),
+        Param("fixed_sigma", float, "σ during training when noise is fixed", low=0, low_open=True),
+        size_param("predict_samples", "posterior draws averaged into a prediction", high=100_000),
+    )
     search_space = {**NeuralFactorModel.search_space, "fixed_sigma": LogUniform(0.05, 0.5)}
 
     def __init__(self, n_samples: int = 1, kl_weight: float = 1.0, kl_warmup: int = 0, free_bits: float = 0.0,
@@ -76,15 +86,6 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         self.noise = noise
         self.fixed_sigma = fixed_sigma
         self.predict_samples = predict_samples
-
-    def _validate_params(self) -> None:
-        super()._validate_params()
-        if self.noise not in NOISE_MODES:
-            raise ConfigError(f"noise must be one of {', '.join(NOISE_MODES)}, not {self.noise!r}")
-        if self.n_samples < 1 or self.predict_samples < 1:
-            raise ConfigError("n_samples and predict_samples must be at least 1")
-        if self.kl_weight < 0 or self.kl_warmup < 0 or self.free_bits < 0 or self.fixed_sigma <= 0:
-            raise ConfigError("kl_weight, kl_warmup and free_bits must be non-negative, fixed_sigma positive")
 
     def _fit(self, train, validation) -> None:
         self._steps = 0

@@ -13,18 +13,43 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from dlfm.errors import ModelFileError, TrainingError
+from dlfm.errors import ConfigError, ModelFileError, TrainingError
 from dlfm.persistence import load_payload, save_payload
 from dlfm.training.loop import LoopState
 
 KIND = "dlfm-checkpoint"
 FILENAME = "checkpoint.dlfm"
+
+
+def check_directory(directory: str | Path) -> Path:
+    """Make sure checkpoints can be written to ``directory`` (creating it), before training
+    starts rather than after its first epoch.
+
+    Raises:
+        ConfigError: ``directory`` (or a folder above it) is a file, or it cannot be created
+            or written.
+    """
+    path = Path(directory)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is a file" if folder == path else f"is inside {folder}, which is a file"
+                raise ConfigError(f"checkpoint folder {path} {what}, not a folder")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"checkpoint folder {path} cannot be created: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"checkpoint folder {path} is not writable")
+    return path
 
 
 def fingerprint(params: dict[str, Any], users: np.ndarray, items: np.ndarray, ratings: np.ndarray) -> str:

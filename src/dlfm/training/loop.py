@@ -9,6 +9,7 @@ optional ``on_epoch_end(state)`` hook writes checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -85,23 +86,27 @@ def train(
             started = time.perf_counter()
             network.train()
             total, count = 0.0, 0
-            for number, batch in enumerate(prefetch(batches()) if background_batches else batches(), start=1):
-                optimizer.zero_grad(set_to_none=True)
-                loss = step_loss(batch)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"the training loss became {loss.item()} at epoch {state.epoch + 1}, batch {number}; "
-                        "try a smaller learning rate or --param grad_clip=1"
-                    )
-                loss.backward()
-                if grad_clip:
-                    nn.utils.clip_grad_norm_(network.parameters(), grad_clip)
-                optimizer.step()
-                if average is not None:
-                    with torch.no_grad():
-                        torch._foreach_lerp_(average, [p.detach() for p in params], 1.0 - ema_decay)
-                total += loss.item()
-                count += 1
+            # the background thread is closed as soon as a step fails (a NaN loss, Ctrl-C), not
+            # when the garbage collector gets to it
+            source = contextlib.closing(prefetch(batches())) if background_batches else contextlib.nullcontext(batches())
+            with source as epoch_batches:
+                for number, batch in enumerate(epoch_batches, start=1):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = step_loss(batch)
+                    if not torch.isfinite(loss):
+                        raise TrainingError(
+                            f"the training loss became {loss.item()} at epoch {state.epoch + 1}, batch {number}; "
+                            "try a smaller learning rate or --param grad_clip=1"
+                        )
+                    loss.backward()
+                    if grad_clip:
+                        nn.utils.clip_grad_norm_(network.parameters(), grad_clip)
+                    optimizer.step()
+                    if average is not None:
+                        with torch.no_grad():
+                            torch._foreach_lerp_(average, [p.detach() for p in params], 1.0 - ema_decay)
+                    total += loss.item()
+                    count += 1
             for group in optimizer.param_groups:
                 group["lr"] *= lr_decay
             network.eval()
@@ -165,25 +170,35 @@ def _stop_line(state: LoopState, max_epochs: int, patience: int, monitor: str) -
 def prefetch(iterable: Iterable[Any], depth: int = 2) -> Iterator[Any]:
     """Iterate ``iterable`` in a background thread, ``depth`` items ahead: the next batch is
     gathered (NumPy, which releases the GIL) while the current step computes. Errors of the
-    producer are raised here; the order of the items is unchanged."""
+    producer are raised here; the order of the items is unchanged.
+
+    Every hand-over of the producer (an item, the end, an error) waits for room in the queue
+    only while the consumer still listens: once the consumer stops (a NaN loss, Ctrl-C, a
+    ``break``) and closes this iterator, the producer gives up at its next hand-over, so the
+    close waits at most for the batch being gathered.
+    """
     items: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
     stop = threading.Event()
 
+    def hand_over(item: Any) -> bool:
+        """Put ``item`` in the queue unless the consumer has stopped; whether it was put."""
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in iterable:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(item):
                     return
-            items.put(done)
+            hand_over(done)
         except BaseException as exc:  # handed to the consumer
-            items.put(exc)
+            hand_over(exc)
 
     worker = threading.Thread(target=produce, daemon=True, name="dlfm-prefetch")
     worker.start()
