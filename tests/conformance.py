@@ -307,7 +307,10 @@ class ModelConformance:
         rated = set(train.item_vocab.raw(np.flatnonzero(train.item_counts > 0)))
         top = fitted.recommend(user, k=100)
         assert {item for item, _ in top} == rated - seen
-        scores = [score for _, score in top]
+        # in the order of the model's ranking score (its prediction, or e.g. popularity)
+        index = fitted.user_vocab_.lookup([user])[0]
+        ranked = fitted.item_vocab_.lookup([item for item, _ in top])
+        scores = list(fitted.score_indices(np.full(len(ranked), index), ranked))
         assert scores == sorted(scores, reverse=True)
         everything = fitted.recommend(user, k=100, exclude_seen=False)
         assert {item for item, _ in everything} == rated  # never the ghost item: it has no rating

@@ -50,6 +50,13 @@ class TestBaseline(ModelConformance):
     planted_rmse = 1e-6
 
 
+class TestPopular(TestBaseline):
+    """``popular`` predicts ratings as ``baseline`` does (it ranks by popularity instead), so
+    its known answer and expected RMSE are the baseline's."""
+
+    name = "popular"
+
+
 class TestMF(ModelConformance):
     """r = μ + b_u + b_i + p·q of rank 2, no noise: ALS and the Gibbs sweeps recover it
     (measured 0.018; the global mean 0.57)."""
