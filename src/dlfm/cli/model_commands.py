@@ -225,19 +225,10 @@ def run_predict(args: argparse.Namespace) -> int:
     args.user = _one_id(args.user, "--user")
     args.item = [_one_id(item, "--item") for item in args.item]
     model = _load_model(args.model_path, args.device)
+    from dlfm.serving.queries import predict_record  # shared with `dlfm serve`
+
     unknown = "error" if args.strict else "fallback"
-    known_user = args.user in model.user_vocab_
-    rows = []
-    for item in args.item:
-        record: dict[str, Any] = {"user": args.user, "item": item,
-                                  "known": bool(known_user and item in model.item_vocab_)}
-        if args.samples and hasattr(model, "predict_distribution"):
-            dist = model.predict_distribution([args.user], [item], n_samples=args.samples, unknown=unknown)
-            record.update({"prediction": float(dist["mean"][0]), "std": float(dist["std"][0]),
-                           "q05": float(dist["q05"][0]), "q95": float(dist["q95"][0])})
-        else:
-            record["prediction"] = float(model.predict(args.user, item, unknown=unknown))
-        rows.append(record)
+    rows = [predict_record(model, args.user, item, args.samples, unknown=unknown) for item in args.item]
     keys = [k for k in rows[0] if k not in ("user", "item", "known")]
     print(format_table(["user", "item", *keys, "known"], [[r["user"], r["item"], *[r[k] for k in keys], r["known"]] for r in rows]))
     emit_json(args.json_path, rows if len(rows) > 1 else rows[0])
