@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import inspect
 import json
 import os
 import socket
@@ -86,5 +87,9 @@ def run_serve(args: argparse.Namespace) -> int:
                                          "threads": args.threads, "cache_users": args.cache_users,
                                          "max_body_bytes": args.max_body_bytes})
     del model
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        # a worker loads the model before it serves: give it longer than uvicorn's 5 s, after
+        # which the supervisor takes a busy worker for a hung one and restarts it
+        options["timeout_worker_healthcheck"] = 300
     uvicorn.run("dlfm.serving.app:create_app_from_env", factory=True, workers=args.workers, **options)
     return 0
