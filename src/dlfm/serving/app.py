@@ -14,7 +14,8 @@ Endpoints (JSON in and out; ids as they appear in the data, ``"196"`` and ``196`
 
 Errors are ``{"error": message, "status": code}`` (validation errors add ``"fields"``), never a
 traceback: an unknown user or item is 404 (``fallback=true`` gives the model's documented
-fallback instead: the training mean plus the known bias, clipped to the scale); malformed JSON,
+fallback instead, clipped to the scale: the training mean plus the known bias for the
+baselines, the encoders' code of an empty row for ``dlf``/``vdlf``); malformed JSON,
 a wrong type, a missing or unknown field, ``k`` outside 1..1000, a rating off the model's scale
 are 422; a body over ``max_body_bytes`` is 413; anything unexpected is a 500 with a generic
 message (the traceback goes to the server's log only). The server keeps serving after each.

@@ -199,8 +199,9 @@ class ModelService:
 
     def recommend_unknown(self, k: int = 10, *, exclude: Sequence[Any] = ()) -> Ranking:
         """The fallback ranking for a user the model cannot place: items by the model's
-        prediction for an unknown user (its fallback: the training mean plus the item's bias,
-        clipped to the scale), ties by item index as in :meth:`Recommender.recommend`;
+        prediction for an unknown user (its documented fallback, clipped to the scale: the
+        training mean plus the item's bias for the baselines, the code of an empty row for
+        ``dlf``/``vdlf``), ties by item index as in :meth:`Recommender.recommend`;
         ``exclude`` (raw ids) left out. Items without a training rating are never ranked."""
         self.check_k(k)
         model = self.model
