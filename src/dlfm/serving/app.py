@@ -56,6 +56,10 @@ log = logging.getLogger("dlfm.serve")
 
 #: default limit on a request body, in bytes
 MAX_BODY_BYTES = 1 << 20
+#: the most bytes of an oversized body read (and dropped) before the 413
+DRAIN_BYTES = 64 << 20
+#: what a client is told of a bug
+INTERNAL_ERROR = "internal server error (see the server's log)"
 #: environment variable through which ``dlfm serve --workers N`` configures each worker
 CONFIG_ENV = "DLFM_SERVE_CONFIG"
 
@@ -239,14 +243,14 @@ def _dlfm_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(400, str(exc))
 
 
-def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _error(500, "internal server error (see the server's log)")
+class Guard:
+    """ASGI middleware around the app: refuse request bodies over ``max_bytes`` with a 413
+    before the app reads them (by ``Content-Length``, and by counting for chunked bodies), and
+    turn any exception the app lets through into a JSON 500 (the traceback goes to the log).
 
-
-class BodyLimit:
-    """ASGI middleware: refuse request bodies over ``max_bytes`` with a 413 before the app
-    reads them (by ``Content-Length``, and by counting for chunked bodies)."""
+    Catching here rather than with a handler for ``Exception`` matters: Starlette sends such a
+    handler's response and then raises the exception again, and uvicorn closes the connection,
+    so a client's next request on it would fail."""
 
     def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES):
         self.app = app
@@ -263,6 +267,11 @@ class BodyLimit:
                     await _error(400, "invalid Content-Length header")(scope, receive, send)
                     return
                 if int(value) > self.max_bytes:
+                    if int(value) > DRAIN_BYTES:  # not worth reading: answer and close
+                        response = _error(413, f"request body larger than {self.max_bytes} bytes")
+                        response.headers["connection"] = "close"
+                        await response(scope, receive, send)
+                        return
                     await self._refuse(scope, receive, send)
                     return
         chunks, size = [], 0
@@ -273,7 +282,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
+                await self._refuse(scope, receive, send, more=bool(message.get("more_body", False)))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -288,11 +297,35 @@ class BodyLimit:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        started = False
 
-    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
+        async def watched_send(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, replay, watched_send)
+        except Exception as exc:  # noqa: BLE001 - the last resort: no traceback reaches a client
+            log.error("unexpected error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+            if not started:
+                await _error(500, INTERNAL_ERROR)(scope, replay, send)
+
+    async def _refuse(self, scope: Any, receive: Any, send: Any, more: bool = True) -> None:
+        """Answer 413. The rest of the body (``more``) is read and dropped first, up to
+        ``DRAIN_BYTES``: closing a connection with unread data in it resets it, and the
+        client, still sending, might then never read the answer. A longer body is cut off."""
+        drained, clean = 0, not more
+        while more and drained <= DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            drained += len(message.get("body", b""))
+            more = bool(message.get("more_body", False))
+            clean = not more
         response = _error(413, f"request body larger than {self.max_bytes} bytes")
-        response.headers["connection"] = "close"
+        if not clean:
+            response.headers["connection"] = "close"
         await response(scope, receive, send)
 
 
@@ -318,14 +351,13 @@ def create_app(model: Recommender | ModelService, *, max_body_bytes: int = MAX_B
                   description=f"A `{service.model.name}` model trained on {service.card.get('dataset')}, "
                               "served by dlfm. Ids as they appear in the data.")
     app.state.service = service
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(Guard, max_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(UnknownIdError, _unknown_id)
     app.add_exception_handler(ConfigError, _invalid_value)
     app.add_exception_handler(DataError, _invalid_value)
     app.add_exception_handler(DlfmError, _dlfm_error)
-    app.add_exception_handler(Exception, _unexpected)
 
     @app.get("/health", summary="Liveness: answers at once")
     async def health() -> JSONResponse:
