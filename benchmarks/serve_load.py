@@ -73,15 +73,18 @@ def train_model(path: Path) -> None:
                    check=True, stdout=sys.stderr)
 
 
-def start_server(model: Path, port: int, extra: list[str]) -> subprocess.Popen:
+def start_server(model: Path, port: int, extra: list[str], log: Any) -> subprocess.Popen:
+    """``dlfm serve`` in a child process, its output to the file ``log`` (a pipe nobody reads
+    could fill up and stall the server)."""
     import httpx
 
     proc = subprocess.Popen([sys.executable, "-m", "dlfm", "serve", str(model), "--host", HOST, "--port", str(port),
-                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             *extra], stdout=log, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"the server exited with status {proc.returncode}: {proc.stderr.read()}")
+            log.seek(0)
+            raise SystemExit(f"the server exited with status {proc.returncode}: {log.read()[-2000:]}")
         try:
             if httpx.get(f"http://{HOST}:{port}/health", timeout=1.0, trust_env=False).status_code == 200:
                 return proc
@@ -261,11 +264,14 @@ def main() -> None:
         del model
         load_before = os.getloadavg()
         port = free_port()
-        server = start_server(model_path, port, args.server_arg)
-        try:
-            results = asyncio.run(run_all(port, server.pid, users, items, scale, args))
-        finally:
-            stop_server(server)
+        with open(Path(tmp) / "server.log", "w+") as log:
+            server = start_server(model_path, port, args.server_arg, log)
+            try:
+                results = asyncio.run(run_all(port, server.pid, users, items, scale, args))
+            finally:
+                stop_server(server)
+            log.seek(0)
+            server_log = log.read().splitlines()
         load_after = os.getloadavg()
 
     ceiling = results["GET /health"]["requests_per_second"]
@@ -279,6 +285,7 @@ def main() -> None:
         "max_requests": args.max_requests, "command": " ".join(["python", *sys.argv]),
         "server_args": args.server_arg,
         "endpoints": results,
+        "server_log_tail": server_log[-20:],
         "share_of_health": {name: round(r["requests_per_second"] / ceiling, 3) for name, r in results.items()},
         "must_show": {
             "get_recommend_share_of_health": round(results["GET /recommend"]["requests_per_second"] / ceiling, 3),
