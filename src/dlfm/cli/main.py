@@ -23,7 +23,7 @@ from dlfm.cli.common import is_main_process
 from dlfm.errors import DlfmError
 
 COMMAND_MODULES = ("dlfm.cli.data_commands", "dlfm.cli.model_commands", "dlfm.cli.params_command",
-                   "dlfm.cli.extra_commands")
+                   "dlfm.cli.extra_commands", "dlfm.cli.serve_commands")
 
 
 class ArgumentParser(argparse.ArgumentParser):
