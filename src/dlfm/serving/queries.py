@@ -17,19 +17,17 @@ def predict_record(model: Recommender, user: Any, item: Any, samples: int = 0, *
 
     ``{"user", "item", "known", "prediction"}``, and with ``samples`` (≥ 2) for a model with a
     predictive distribution also ``std`` and the 90% interval ``q05``, ``q95``; ``prediction``
-    is then the mean of the samples. Each pair is computed on its own (one library call per
+    is the point prediction (the distribution's mean). Ids come back as the model's vocabulary
+    holds them, exactly as ``dlfm predict`` writes them. Each pair is computed on its own (one library call per
     pair), so the numbers of a pair never depend on the other pairs of a request.
 
     Raises:
         UnknownIdError: ``unknown="error"`` and the user or the item is not in the model.
         ConfigError: ``samples`` is 1 or negative.
     """
-    record: dict[str, Any] = {"user": user, "item": item,
-                              "known": bool(user in model.user_vocab_ and item in model.item_vocab_)}
-    if samples and hasattr(model, "predict_distribution"):
-        dist = model.predict_distribution([user], [item], n_samples=samples, unknown=unknown)
-        record.update({"prediction": float(dist["mean"][0]), "std": float(dist["std"][0]),
-                       "q05": float(dist["q05"][0]), "q95": float(dist["q95"][0])})
-    else:
-        record["prediction"] = float(model.predict(user, item, unknown=unknown))
-    return record
+    from dlfm.cli.model_commands import predict_table  # the very function behind `dlfm predict`
+    from dlfm.cli.outputs import records
+
+    if samples and not hasattr(model, "distribution_indices"):
+        samples = 0  # a point model: its prediction alone
+    return records(predict_table(model, [user], [item], samples=samples, strict=unknown == "error"))[0]
