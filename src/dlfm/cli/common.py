@@ -42,6 +42,17 @@ def select_folds(args: argparse.Namespace, seed: int | None) -> tuple[Any, str]:
     return datasets.kfold(ratings, args.k, seed=seed), args.source if is_named else ratings.name
 
 
+def add_reading_options(parser: argparse.ArgumentParser, title: str) -> Any:
+    """``--sep`` and ``--header``/``--no-header`` in an argument group ``title`` (every reader
+    of delimited files takes them); returns the group for the reader's other options."""
+    group = parser.add_argument_group(title)
+    group.add_argument("--sep", help="field separator (default: sniffed: tab, '::', ',', ';', '|', space)")
+    hdr = group.add_mutually_exclusive_group()
+    hdr.add_argument("--header", dest="header", action="store_true", default=None, help="the first line names the columns")
+    hdr.add_argument("--no-header", dest="header", action="store_false", help="the first line is data")
+    return group
+
+
 def add_data_options(parser: argparse.ArgumentParser, *, source_optional: bool = False) -> None:
     """Where data comes from: a named data set or a file, and how to read a file
     (``source_optional``: the data may come from other options, as ``cv --train --test``)."""
@@ -49,11 +60,7 @@ def add_data_options(parser: argparse.ArgumentParser, *, source_optional: bool =
                         help="a known data set (see `dlfm datasets`) or a rating file")
     parser.add_argument("--data-dir", help="data directory (default: $DLFM_DATA_DIR, else ~/.cache/dlfm)")
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing data set")
-    group = parser.add_argument_group("reading a rating file")
-    group.add_argument("--sep", help="field separator (default: sniffed: tab, '::', ',', ';', '|', space)")
-    hdr = group.add_mutually_exclusive_group()
-    hdr.add_argument("--header", dest="header", action="store_true", default=None, help="the first line names the columns")
-    hdr.add_argument("--no-header", dest="header", action="store_false", help="the first line is data")
+    group = add_reading_options(parser, "reading a rating file")
     group.add_argument("--columns", help="user,item,rating[,timestamp] columns by name or 0-based position (default 0,1,2[,3])")
     group.add_argument("--scale", help="declared rating scale LOW,HIGH; ratings outside it are an error")
     group.add_argument("--duplicates", choices=["error", "last", "mean"], default="error",

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from dlfm.cli.common import (add_data_options, add_json_option, emit_json, format_table, is_main_process, load_source,
-                             select_folds)
+from dlfm.cli.common import (add_data_options, add_json_option, add_reading_options, emit_json, format_table,
+                             is_main_process, load_source, select_folds)
 from dlfm.errors import ConfigError
 
 
@@ -198,11 +198,7 @@ def add_table_options(parser: argparse.ArgumentParser, roles: str) -> None:
     parser.add_argument("--output", dest="output_path", metavar="FILE",
                         help="write the rows as CSV, or JSON lines when FILE ends in .jsonl ('-' for stdout)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    group = parser.add_argument_group("reading the file of ids")
-    group.add_argument("--sep", help="field separator (default: sniffed: tab, '::', ',', ';', '|', space)")
-    hdr = group.add_mutually_exclusive_group()
-    hdr.add_argument("--header", dest="header", action="store_true", default=None, help="the first line names the columns")
-    hdr.add_argument("--no-header", dest="header", action="store_false", help="the first line is data")
+    group = add_reading_options(parser, "reading the file of ids")
     group.add_argument("--columns", help=f"the {roles} column(s) by name or 0-based position (default: a header's "
                                          "user/item names, else the first columns)")
 

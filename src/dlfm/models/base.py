@@ -394,40 +394,38 @@ class Recommender:
 
     def _new_user_row(self, ratings: Mapping[Any, float]) -> tuple[np.ndarray, np.ndarray]:
         """Item indices and values of a new user's ratings; unknown items are an error."""
+        return self._fold_in_ratings(ratings, "user", "item")
+
+    def _new_item_column(self, ratings: Mapping[Any, float]) -> tuple[np.ndarray, np.ndarray]:
+        """User indices and values of a new item's ratings; unknown users are an error."""
+        return self._fold_in_ratings(ratings, "item", "user")
+
+    def _fold_in_ratings(self, ratings: Mapping[Any, float], new: str, other: str) -> tuple[np.ndarray, np.ndarray]:
+        """The one check of a new user's ``{item: rating}`` (``new="user"``) or a new item's
+        ``{user: rating}``: a non-empty mapping of known ids to finite numbers on the model's
+        scale. Returns the ids' indices and the values."""
         if not isinstance(ratings, Mapping):
-            raise ConfigError(f"a new user's ratings must be a mapping {{item: rating}}, not {type(ratings).__name__}")
+            raise ConfigError(f"a new {new}'s ratings must be a mapping {{{other}: rating}}, not {type(ratings).__name__}")
         if not ratings:
-            raise ConfigError("a new user needs at least one rating")
-        idx = self.item_vocab_.lookup(list(ratings))
-        missing = [item for item, k in zip(ratings, idx) if k < 0]
+            raise ConfigError(f"a new {new} needs at least one rating")
+        vocab = self.item_vocab_ if other == "item" else self.user_vocab_
+        idx = vocab.lookup(list(ratings))
+        missing = [key for key, k in zip(ratings, idx) if k < 0]
         if missing:
-            raise UnknownIdError(f"unknown item {missing[0]!r} in the new user's ratings")
+            raise UnknownIdError(f"unknown {other} {missing[0]!r} in the new {new}'s ratings")
         values = np.empty(len(ratings))
-        for n, (item, value) in enumerate(ratings.items()):
+        for n, (key, value) in enumerate(ratings.items()):
             if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.number)):
-                raise ConfigError(f"the new user's rating of item {item!r} must be a number, not {value!r}")
+                raise ConfigError(f"the new {new}'s rating of {other} {key!r} must be a number, not {value!r}")
             values[n] = float(value)
             if not np.isfinite(values[n]):
-                raise ConfigError(f"the new user's rating of item {item!r} must be finite, not {value!r}")
+                raise ConfigError(f"the new {new}'s rating of {other} {key!r} must be finite, not {value!r}")
         lo, hi = self.scale_
         outside = np.flatnonzero((values < lo) | (values > hi))
         if len(outside):
             k = int(outside[0])
-            raise ConfigError(f"the new user's rating {values[k]:g} of item {list(ratings)[k]!r} is outside the "
+            raise ConfigError(f"the new {new}'s rating {values[k]:g} of {other} {list(ratings)[k]!r} is outside the "
                               f"model's rating scale [{lo:g}, {hi:g}]")
-        return idx, values
-
-    def _new_item_column(self, ratings: Mapping[Any, float]) -> tuple[np.ndarray, np.ndarray]:
-        """User indices and values of a new item's ratings; unknown users are an error."""
-        if not ratings:
-            raise ConfigError("a new item needs at least one rating")
-        idx = self.user_vocab_.lookup(list(ratings))
-        missing = [user for user, k in zip(ratings, idx) if k < 0]
-        if missing:
-            raise UnknownIdError(f"unknown user {missing[0]!r} in the new item's ratings")
-        values = np.asarray(list(ratings.values()), dtype=np.float64)
-        if not np.all(np.isfinite(values)):
-            raise ConfigError("a new item's ratings must be finite numbers")
         return idx, values
 
     # ------------------------------------------------------------------ persistence

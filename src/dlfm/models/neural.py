@@ -516,14 +516,7 @@ class NeuralFactorModel(Recommender):
     def predict_new_item(self, ratings: Mapping[Any, float], users: Sequence[Any]) -> np.ndarray:
         """Predictions for an item the model never saw, encoded from ``{user: rating}`` by h."""
         self._check_fitted()
-        if not ratings:
-            raise ConfigError("a new item needs at least one rating")
-        idx = self.user_vocab_.lookup(list(ratings))
-        if np.any(idx < 0):
-            from dlfm.errors import UnknownIdError
-
-            raise UnknownIdError(f"unknown user {list(ratings)[int(np.argmax(idx < 0))]!r} in the new item's ratings")
-        values = np.asarray(list(ratings.values()), dtype=np.float64)
+        idx, values = self._new_item_column(ratings)
         item_code = self._encode_new(self.network_.item_encoder, idx, values)
         target = self.user_vocab_.lookup(users)
         user_codes, _ = self._code_rows(target, np.zeros(len(target), dtype=np.int64))
