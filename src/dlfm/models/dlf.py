@@ -34,7 +34,7 @@ class DeepLatentFactorModel(NeuralFactorModel):
     def training_loss(self, batch: Batch, user_codes: torch.Tensor, item_codes: torch.Tensor,
                       context: StepContext) -> torch.Tensor:
         """The likelihood's mean negative log-likelihood of the batch, −log p(r | f(u, v))."""
-        eta = context.network.decoder(user_codes, item_codes)[:, 0]
+        eta = context.network.decoder(user_codes, item_codes)[:, 0] + context.offset
         return batch_mean(context.likelihood.nll(eta, batch.targets.to(eta.device)))
 
     def _distribution_indices(self, users: np.ndarray, items: np.ndarray, n_samples: int, seed: int) -> torch.Tensor:

@@ -37,6 +37,7 @@ from dlfm.errors import ConfigError
 from dlfm.evaluation.metrics import interval_coverage, log_loss, roc_auc
 from dlfm.models.base import Recommender, UnknownPolicy
 from dlfm.models.baselines import als_biases, take_or_zero
+from dlfm.models.offsets import OFFSETS, RowOffsets, resolve_offsets
 from dlfm.models.params import Param, seed_param, size_param
 from dlfm.models.scorer import Codes, Scorer
 from dlfm.models.space import Choice, LogUniform, Uniform
@@ -84,7 +85,12 @@ class NeuralFactorModel(Recommender):
         activation: ``tanh`` (default), ``relu``, ``gelu``, ``elu``, ``sigmoid``.
         dropout: dropout on the encoders' hidden layer.
         input_dropout: share of a row's other entries hidden from the encoder at each step.
-        likelihood: ``gaussian``, ``poisson`` or ``bernoulli``.
+        likelihood: ``gaussian``, ``poisson`` or ``bernoulli``. With ``poisson`` the encoders
+            read log(1 + count) (centred by its mean), so that counts spanning orders of
+            magnitude do not saturate them.
+        offsets: ``per_row`` adds a fitted offset per user and item to η, η = a_i + b_j + f(u, v)
+            (:mod:`dlfm.models.offsets`: log-rates for Poisson, ALS biases for a Gaussian);
+            ``global`` only the likelihood's own; ``auto`` (default): ``per_row`` for Poisson.
         lr, weight_decay: AdamW's learning rate and decoupled weight decay.
         lr_decay: the learning rate is multiplied by this after every epoch.
         ema_decay: keep an exponential moving average of the weights with this decay per step
@@ -128,6 +134,8 @@ class NeuralFactorModel(Recommender):
         Param("input_dropout", float, "share of a row's other entries hidden from the encoder at each step",
               low=0, high=1, high_open=True),
         Param("likelihood", str, "observation model of the ratings", choices=LIKELIHOODS),
+        Param("offsets", str, "per-user and per-item offsets of η (auto: per_row for poisson, else global)",
+              choices=OFFSETS),
         Param("lr", float, "AdamW's learning rate", low=0, low_open=True),
         Param("lr_decay", float, "the learning rate is multiplied by this after every epoch",
               low=0, high=1, low_open=True),
@@ -164,7 +172,7 @@ class NeuralFactorModel(Recommender):
 
     def __init__(self, hidden: int = 200, latent: int = 50, decoder_hidden: int = 64, interaction: str = "both",
                  activation: str = "tanh", dropout: float = 0.5, input_dropout: float = 0.5,
-                 likelihood: str = "gaussian", lr: float = 5e-3, lr_decay: float = 0.95, ema_decay: float = 0.995,
+                 likelihood: str = "gaussian", offsets: str = "auto", lr: float = 5e-3, lr_decay: float = 0.95, ema_decay: float = 0.995,
                  weight_decay: float = 0.5, batch_size: int = 2048, mc_samples: int = 16,
                  max_epochs: int = 100, patience: int = 5, validation_ratio: float = 0.05, max_neighbors: int = 0,
                  removal: str = "block", max_groups: int = 16, row_cap: int = 0, grad_clip: float = 0.0,
@@ -178,6 +186,7 @@ class NeuralFactorModel(Recommender):
         self.dropout = dropout
         self.input_dropout = input_dropout
         self.likelihood = likelihood
+        self.offsets = offsets
         self.lr = lr
         self.lr_decay = lr_decay
         self.ema_decay = ema_decay
@@ -219,9 +228,11 @@ class NeuralFactorModel(Recommender):
 
     # ------------------------------------------------------------------ validation of parameters
     def _validate_params(self) -> None:
-        """The declared types and ranges (:attr:`hyper_parameters`), then whether the device exists."""
+        """The declared types and ranges (:attr:`hyper_parameters`), then whether the device
+        exists and the offsets suit the likelihood."""
         super()._validate_params()
         resolve_device(self.device)
+        resolve_offsets(self.offsets, self.likelihood)
 
     # ------------------------------------------------------------------ fitting
     def build_network(self, n_users: int, n_items: int) -> DeepLatentFactorNet:
@@ -238,10 +249,33 @@ class NeuralFactorModel(Recommender):
                             removal=self.removal, max_groups=self.max_groups, row_cap=self.row_cap or None)
 
     def make_scorer(self, network: DeepLatentFactorNet, likelihood: Likelihood, incidence: Incidence,
-                    device: torch.device) -> Scorer:
+                    device: torch.device, offsets: RowOffsets | None = None) -> Scorer:
         """A scorer of ``network`` reading ``incidence`` with this configuration's settings."""
         return Scorer(network, likelihood, incidence, device, input_dropout=self.input_dropout,
-                      row_cap=self.row_cap, mc_samples=self.mc_samples, seed=self.seed)
+                      row_cap=self.row_cap, mc_samples=self.mc_samples, seed=self.seed, offsets=offsets)
+
+    @property
+    def log_inputs(self) -> bool:
+        """Whether the encoders read log(1 + r) (Poisson counts) instead of r."""
+        return self.likelihood == "poisson"
+
+    def input_scale(self, ratings: Ratings) -> tuple[float, float]:
+        """(μ, s): the mean of what the encoders read of ``ratings`` — the ratings, or
+        log(1 + r) for counts — and, for counts, its standard deviation (else 1)."""
+        if not self.log_inputs:
+            return ratings.global_mean, 1.0
+        logs = np.log1p(ratings.ratings)
+        return float(np.mean(logs)), float(max(np.std(logs), 1e-3))
+
+    def make_incidence(self, ratings: Ratings, center: float, spread: float) -> Incidence:
+        """``ratings`` as the encoders read them (see :class:`~dlfm.training.batching.Incidence`)."""
+        return Incidence(ratings, center, log_inputs=self.log_inputs, spread=spread)
+
+    def fit_offsets(self, ratings: Ratings, likelihood: Likelihood) -> RowOffsets | None:
+        """The per-row offsets of η on ``ratings`` (``None`` with ``offsets="global"``)."""
+        if resolve_offsets(self.offsets, self.likelihood) == "global":
+            return None
+        return RowOffsets.fit(ratings, self.likelihood, likelihood.offset)
 
     def fit(self, train: Ratings, *, validation: Ratings | None = None, checkpoint_dir: Any = None,
             resume: bool = False, on_epoch: Callable[[dict[str, float]], None] | None = None) -> "NeuralFactorModel":
@@ -255,11 +289,11 @@ class NeuralFactorModel(Recommender):
 
     def _fit(self, train: Ratings, validation: Ratings | None, **options: Any) -> None:
         trained = Trainer(self, train, validation, **options).run()
-        self._set_trained(trained.network, trained.likelihood, trained.center, trained.noise_std)
+        self._set_trained(trained.network, trained.likelihood, trained.center, trained.spread, trained.noise_std)
         self.history_ = trained.history
         self.best_epoch_ = trained.best_epoch
 
-    def _set_trained(self, network: DeepLatentFactorNet, likelihood: Likelihood, center: float,
+    def _set_trained(self, network: DeepLatentFactorNet, likelihood: Likelihood, center: float, spread: float,
                      noise_std: float) -> None:
         """The fitted state, from a fit or a file: predictions read every training rating (the
         validation part included), and unknown ids get the biases' fallback."""
@@ -267,8 +301,10 @@ class NeuralFactorModel(Recommender):
         self.network_ = network.to(self.device_).eval()
         self.likelihood_ = likelihood
         self.center_ = center
+        self.input_spread_ = spread
         self.noise_std_ = noise_std
-        self.scorer_ = self.make_scorer(self.network_, likelihood, Incidence(self.train_, center), self.device_)
+        self.scorer_ = self.make_scorer(self.network_, likelihood, self.make_incidence(self.train_, center, spread),
+                                        self.device_, self.fit_offsets(self.train_, likelihood))
         self.fallback_biases_ = als_biases(self.train_, 15.0, 10.0, 10)
 
     #: most ratings the predictive σ is estimated on (a seeded sample of larger data)
@@ -316,7 +352,8 @@ class NeuralFactorModel(Recommender):
             parts = []
             for start in range(0, len(users), chunk):
                 uc, ic = scorer.code_rows(users[start:start + chunk], items[start:start + chunk], codes)
-                parts.append(self._decode(scorer.network, uc, ic)[:, 0])
+                offset = scorer.pair_offset(users[start:start + chunk], items[start:start + chunk])
+                parts.append(self._decode(scorer.network, uc, ic)[:, 0] + offset)
             return torch.cat(parts).cpu() if parts else torch.empty(0)
 
     def _mean_indices(self, scorer: Scorer, users: np.ndarray, items: np.ndarray, mc: bool = True) -> np.ndarray:
@@ -351,8 +388,9 @@ class NeuralFactorModel(Recommender):
         user_code = scorer.encode_new(self.network_.user_encoder, idx, values)
         target = self.item_vocab_.lookup(items)
         _, item_codes = scorer.code_rows(np.zeros(len(target), dtype=np.int64), target)
+        offset = self._new_offset(idx, values, "user") + scorer.pair_offset(np.full(len(target), -1), target)
         with torch.no_grad():
-            eta = self._decode(self.network_, user_code.expand(len(target), -1), item_codes)[:, 0].cpu()
+            eta = (self._decode(self.network_, user_code.expand(len(target), -1), item_codes)[:, 0] + offset).cpu()
         return np.clip(self.likelihood_.mean(eta).double().numpy(), *self.scale_)
 
     def predict_new_item(self, ratings: Mapping[Any, float], users: Sequence[Any]) -> np.ndarray:
@@ -363,9 +401,15 @@ class NeuralFactorModel(Recommender):
         item_code = scorer.encode_new(self.network_.item_encoder, idx, values)
         target = self.user_vocab_.lookup(users)
         user_codes, _ = scorer.code_rows(target, np.zeros(len(target), dtype=np.int64))
+        offset = self._new_offset(idx, values, "item") + scorer.pair_offset(target, np.full(len(target), -1))
         with torch.no_grad():
-            eta = self._decode(self.network_, user_codes, item_code.expand(len(target), -1))[:, 0].cpu()
+            eta = (self._decode(self.network_, user_codes, item_code.expand(len(target), -1))[:, 0] + offset).cpu()
         return np.clip(self.likelihood_.mean(eta).double().numpy(), *self.scale_)
+
+    def _new_offset(self, others: np.ndarray, values: np.ndarray, side: str) -> float:
+        """The per-row offset of a new user (item) from its ratings; 0 without offsets."""
+        offsets = self.scorer_.offsets
+        return 0.0 if offsets is None else offsets.fold_in(others, values, side)
 
     # ------------------------------------------------------------------ distributions
     def predict_distribution(self, users: Sequence[Any], items: Sequence[Any], *, n_samples: int = 1000,
@@ -422,7 +466,7 @@ class NeuralFactorModel(Recommender):
         return {f"net.{k}": v for k, v in self.network_.state_dict().items()}
 
     def _extra_meta(self) -> dict[str, Any]:
-        return {"center": self.center_, "likelihood_offset": self.likelihood_.offset, "noise_std": self.noise_std_,
+        return {"center": self.center_, "input_spread": self.input_spread_, "likelihood_offset": self.likelihood_.offset, "noise_std": self.noise_std_,
                 "best_epoch": self.best_epoch_}
 
     def _set_state(self, tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
@@ -432,4 +476,5 @@ class NeuralFactorModel(Recommender):
         _check_weights(lambda: self.build_network(self.train_.n_users, self.train_.n_items), weights)
         network = self.build_network(self.train_.n_users, self.train_.n_items)
         network.load_state_dict(weights)
-        self._set_trained(network, likelihood, float(meta["center"]), float(meta["noise_std"]))
+        self._set_trained(network, likelihood, float(meta["center"]), float(meta.get("input_spread", 1.0)),
+                          float(meta["noise_std"]))

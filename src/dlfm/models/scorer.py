@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from dlfm.nn.encoders import DeepLatentFactorNet, RowEncoder
+from dlfm.models.offsets import RowOffsets
 from dlfm.nn.likelihoods import Likelihood
 from dlfm.training.batching import Incidence, SideStructure, gather_rows, row_scale
 
@@ -45,6 +46,7 @@ class Scorer:
         incidence: the ratings the encoders read, centred by ``incidence.center``.
         device: where the network computes.
         input_dropout, row_cap, mc_samples, seed: the model's settings of the same names.
+        offsets: per-user and per-item offsets of η (``None``: the likelihood's global one only).
     """
 
     network: DeepLatentFactorNet
@@ -55,6 +57,7 @@ class Scorer:
     row_cap: int
     mc_samples: int
     seed: int
+    offsets: RowOffsets | None = None
     _codes: Codes | None = field(default=None, repr=False)
     _mc_codes: list[Codes] | None = field(default=None, repr=False)
 
@@ -107,11 +110,17 @@ class Scorer:
         i = np.where(items < 0, len(item_codes) - 1, items)
         return user_codes[torch.from_numpy(u).to(self.device)], item_codes[torch.from_numpy(i).to(self.device)]
 
+    def pair_offset(self, users: np.ndarray, items: np.ndarray) -> torch.Tensor | float:
+        """a_i + b_j of each pair (0 for index ``-1``); ``0.0`` without per-row offsets."""
+        if self.offsets is None:
+            return 0.0
+        return torch.from_numpy(self.offsets.pair(users, items)).to(self.device)
+
     def encode_new(self, encoder: RowEncoder, columns: np.ndarray, values: np.ndarray) -> torch.Tensor:
         """The code of a row the network never saw (a new user's ratings for g, a new item's
         for h), weighted as a training row of that length is (``row_cap``)."""
         dev = self.device
-        centred = torch.as_tensor(values - self.center, dtype=torch.float32, device=dev)
+        centred = torch.as_tensor(self.incidence.inputs(values), dtype=torch.float32, device=dev)
         cols = torch.as_tensor(columns, dtype=torch.int64, device=dev)
         weights = torch.full_like(centred, float(row_scale(len(values), self.row_cap or None)))
         with torch.no_grad():

@@ -146,7 +146,7 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         nll = torch.zeros_like(y)
         for _ in range(self.n_samples):
             out = network.decoder(self._latent(user_codes, True), self._latent(item_codes, True))
-            nll = nll + likelihood.nll(out[:, 0], y, self._log_sigma(network, out, self.fixed_sigma))
+            nll = nll + likelihood.nll(out[:, 0] + context.offset, y, self._log_sigma(network, out, self.fixed_sigma))
         nll = nll / self.n_samples
         counts_u = torch.as_tensor(incidence.by_user.counts[batch.users.numpy()], dtype=y.dtype, device=y.device)
         counts_i = torch.as_tensor(incidence.by_item.counts[batch.items.numpy()], dtype=y.dtype, device=y.device)
@@ -182,7 +182,8 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
                 u = self._latent(uc.unsqueeze(1), True, eps_users[part].to(dev))
                 v = self._latent(ic.unsqueeze(1), True, eps_items[part].to(dev))
                 out = scorer.network.decoder.predict(u, v)
-                etas.append(out[..., 0])
+                offset = scorer.pair_offset(users[part], items[part])
+                etas.append(out[..., 0] + (offset[:, None] if torch.is_tensor(offset) else offset))
                 log_sigma = self._log_sigma(scorer.network, out, fixed_sigma)
                 if log_sigma is not None:
                     sigmas.append(log_sigma)

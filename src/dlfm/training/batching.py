@@ -77,12 +77,17 @@ def _side(rows: np.ndarray, cols: np.ndarray, centred: np.ndarray, n_rows: int) 
 
 
 class Incidence:
-    """The training ratings by user (rows) and by item (columns), centred by ``center``."""
+    """The training ratings by user (rows) and by item (columns), as the encoders read them:
+    c = r − ``center``, or with ``log_inputs`` c = (log(1 + r) − ``center``) / ``spread``
+    (counts, whose raw values span orders of magnitude and would saturate the encoders, on the
+    log scale and standardised)."""
 
-    def __init__(self, ratings: Ratings, center: float):
+    def __init__(self, ratings: Ratings, center: float, log_inputs: bool = False, spread: float = 1.0):
         self.n_users, self.n_items = ratings.n_users, ratings.n_items
         self.center = center
-        centred = ratings.ratings - center
+        self.log_inputs = log_inputs
+        self.spread = spread
+        centred = self.inputs(ratings.ratings)
         self.users = ratings.users
         self.items = ratings.items
         self.targets = torch.from_numpy(ratings.ratings.astype(np.float32))
@@ -91,6 +96,13 @@ class Incidence:
 
     def __len__(self) -> int:
         return len(self.users)
+
+    def inputs(self, values: np.ndarray) -> np.ndarray:
+        """What an encoder reads of ratings ``values`` (also a new user's or item's)."""
+        values = np.asarray(values, dtype=np.float64)
+        if not self.log_inputs:
+            return values - self.center
+        return (np.log1p(values) - self.center) / self.spread
 
 
 @dataclass

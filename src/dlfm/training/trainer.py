@@ -13,7 +13,8 @@ the noise estimate.
 A fit, in order (the order fixes the random streams, so the same seed gives the same model):
 
 1. split off the validation part (``validation_ratio``, seeded by ``seed``) unless one is given;
-2. choose the likelihood's offset and the centre μ on the fitting part;
+2. choose the likelihood's offset, the centre μ of the encoders' inputs and the per-row
+   offsets of η (:mod:`dlfm.models.offsets`) on the fitting part;
 3. build the network under ``torch.manual_seed(seed)``;
 4. train with :func:`dlfm.training.loop.train` under ``torch.manual_seed(seed + 1 + rank)``:
    batches from the :class:`~dlfm.training.batching.BlockSampler`, validation after every
@@ -70,6 +71,7 @@ class StepContext:
     likelihood: Likelihood
     incidence: Incidence   #: the ratings the encoders read in training (the fitting part)
     progress: float        #: epochs done, counting this step: 1.25 = a quarter into the second epoch
+    offset: torch.Tensor | float = 0.0  #: a_i + b_j of each rating (per-row offsets), else 0
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class TrainedNetwork:
     network: DeepLatentFactorNet
     likelihood: Likelihood
     center: float               #: μ of the fitting part, by which the encoders' inputs are centred
+    spread: float               #: s, by which the encoders' inputs of counts are divided (else 1)
     noise_std: float            #: σ of the predictive distribution (0 for Poisson and Bernoulli)
     history: list[dict[str, float]]
     best_epoch: int
@@ -110,10 +113,11 @@ class Trainer:
         else:
             self.fit_part, self.validation = train, validation
         self.likelihood = make_likelihood(model.likelihood, self.fit_part.ratings)
-        self.center = self.fit_part.global_mean
+        self.center, self.spread = model.input_scale(self.fit_part)
+        self.offsets = model.fit_offsets(self.fit_part, self.likelihood)
         with seeded(model.seed):
             self.network = model.build_network(train.n_users, train.n_items).to(self.device)
-        self.incidence = Incidence(self.fit_part, self.center)
+        self.incidence = model.make_incidence(self.fit_part, self.center, self.spread)
         self.rank, world_size = distributed.world()
         self.sampler = model.make_sampler(self.incidence, shard=(self.rank, world_size))
         self.optimizer = loop.adamw(self.network.parameters(), lr=model.lr, weight_decay=model.weight_decay)
@@ -127,12 +131,14 @@ class Trainer:
         """The model's training loss of one batch, its ratings kept out of their own encoders."""
         user_codes, item_codes = batch_codes(self.network, batch, self.device)
         progress = self.state.epoch + (batch.step + 1) / batch.epoch_steps
-        context = StepContext(self.network, self.likelihood, self.incidence, progress)
+        offset = 0.0 if self.offsets is None else torch.from_numpy(
+            self.offsets.pair(batch.users.numpy(), batch.items.numpy())).to(self.device)
+        context = StepContext(self.network, self.likelihood, self.incidence, progress, offset)
         return self.model.training_loss(batch, user_codes, item_codes, context)
 
     def fitting_scorer(self) -> Any:
         """A scorer of the current weights over the fitting part (never the validation part)."""
-        return self.model.make_scorer(self.network, self.likelihood, self.incidence, self.device)
+        return self.model.make_scorer(self.network, self.likelihood, self.incidence, self.device, self.offsets)
 
     def validate(self) -> dict[str, float]:
         if self.validation is None:
@@ -191,5 +197,5 @@ class Trainer:
         self.network.eval()
         calibration = self.validation if self.validation is not None else self.train
         noise_std = model.estimate_noise(self.fitting_scorer(), model.calibration_part(calibration))
-        return TrainedNetwork(self.network, self.likelihood, self.center, noise_std, self.state.history,
+        return TrainedNetwork(self.network, self.likelihood, self.center, self.spread, noise_std, self.state.history,
                               self.state.best_epoch)
