@@ -200,7 +200,7 @@ def test_bad_params_on_the_command_line_are_one_line_errors(tmp_path, capsys):
     write_ratings(synthetic(30, 20, 200, seed=0), path)
     for model, pair in (("dlf", "lr=nan"), ("dlf", "weight_decay=nan"), ("dlf", "seed=-1"),
                         ("dlf", "seed=99999999999999999999999"), ("baseline", "reg_user=nan"), ("mf", "reg=nan"),
-                        ("mf", "noise=nan"), ("dlf", "hidden=2.5")):
+                        ("mf", "noise_scale=nan"), ("dlf", "hidden=2.5")):
         code, _, err = run(["train", str(path), "--model", model, "--param", pair, "-o", str(tmp_path / "m.dlfm")], capsys)
         assert code == 2 and err.count("\n") == 1 and f"dlfm params {model}" in err, (pair, err)
     assert not (tmp_path / "m.dlfm").exists()

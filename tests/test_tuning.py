@@ -105,3 +105,10 @@ def test_tune_cli(tmp_path, data):
     bad = subprocess.run([sys.executable, "-m", "dlfm", "tune", str(path), "--model", "mean", "--trials", "3"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "nothing to tune" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_deprecated_name_held_fixed_holds_its_new_name_out_of_the_space(data):
+    with pytest.warns(FutureWarning, match="noise_scale"):
+        result = tune("mf", data, fixed={"noise": 1.0, "gibbs_sweeps": 2, "n_epochs": 2}, trials=2, seed=0)
+    assert result["best_params"]["noise_scale"] == 1.0 and "noise" not in result["best_params"]
+    assert "noise_scale" not in result["search_space"]

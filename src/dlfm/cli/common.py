@@ -96,14 +96,17 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
 
 
 def is_main_process() -> bool:
-    """False in the non-zero processes of a torchrun launch (they neither print nor write)."""
+    """Whether this process speaks and writes: true in a plain run; under torchrun only in
+    process 0 (rank 0 of the process group, which :func:`dlfm.training.distributed.world`
+    joins). The one such test of dlfm; it imports torch only when ``WORLD_SIZE`` > 1, so every
+    command's start stays free of it."""
     import os
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return True
-    from dlfm.training.distributed import is_main_process as main_process
+    from dlfm.training.distributed import world
 
-    return main_process()
+    return world()[0] == 0
 
 
 #: where ``--json -`` (and ``--output -``) write: the real standard output, while everything

@@ -19,8 +19,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="baseline", help="model name: mean, baseline, pmf, mf, dlf, vdlf (default baseline)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="a model hyper-parameter (repeatable), e.g. --param n_factors=50")
-    parser.add_argument("--likelihood", choices=["gaussian", "poisson", "bernoulli"],
-                        help="observation model of dlf/vdlf (default gaussian)")
+    # no argparse choices: the names are dlfm.nn.likelihoods.LIKELIHOODS (checked by the model's declared
+    # hyper-parameter in model_params), which imports torch — the parser is built for every command
+    parser.add_argument("--likelihood", metavar="NAME",
+                        help="observation model of dlf/vdlf (default gaussian; `dlfm params dlf` lists the others)")
     parser.add_argument("--binarize", type=float, metavar="THRESHOLD",
                         help="turn ratings into like (>= THRESHOLD) = 1 / dislike = 0")
     parser.add_argument("--seed", type=int, default=None, help="seed for the model and the random folds")
@@ -73,7 +75,8 @@ def model_params(args: argparse.Namespace) -> dict[str, Any]:
     if args.binarize is not None and not np.isfinite(args.binarize):
         raise ConfigError("--binarize needs a finite threshold")
     params = parse_params(args.model, args.param)
-    names = set(model_class(args.model).param_names())
+    cls = model_class(args.model)
+    names, specs = set(cls.param_names()), cls.param_specs()
     for flag, key, value in (("--likelihood", "likelihood", args.likelihood), ("--device", "device", args.device),
                              ("--seed", "seed", args.seed)):
         if value is None:
@@ -82,6 +85,11 @@ def model_params(args: argparse.Namespace) -> dict[str, Any]:
             if key == "seed":
                 continue
             raise ConfigError(f"{flag} does not apply to model {args.model!r}")
+        if key in specs:  # the model's declaration is the one list of allowed values
+            try:
+                specs[key].check(value, args.model)
+            except ConfigError as exc:
+                raise ConfigError(f"{flag}: {str(exc).split(': ', 1)[1]}") from None
         params.setdefault(key, value)
     if args.quiet and "verbose" in names:
         params.setdefault("verbose", False)

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 from dlfm.data.ratings import Ratings
 from dlfm.data.splits import entity_folds, fold_in_split
 from dlfm.errors import ConfigError
+from dlfm.evaluation.cv import summarize
 from dlfm.evaluation.metrics import mae, rmse
 from dlfm.evaluation.ranking import RankingSpec, rank_rows
 from dlfm.models import create
@@ -175,15 +176,12 @@ def evaluate_fold(model_name: str, params: dict[str, Any], train: Ratings, held:
 
 
 def _mean_std(records: list[dict[str, Any]], part: str) -> tuple[dict[str, float], dict[str, float]]:
-    keys: list[str] = []
-    for r in records:
-        keys += [k for k in r.get(part, {}) if k not in keys]
-    mean, std = {}, {}
-    for key in keys:
-        values = [r[part][key] for r in records if key in r.get(part, {}) and np.isfinite(r[part][key])]
-        if values:
-            mean[key], std[key] = float(np.mean(values)), float(np.std(values))
-    return mean, std
+    """Mean and std over ``records`` of each metric of their ``part`` (``fold_in`` or
+    ``retrained``), by :func:`dlfm.evaluation.cv.summarize`'s rule (non-finite values left
+    out); a metric no record has a finite value of is left out altogether."""
+    mean, std, counted = summarize([r[part] for r in records if part in r])
+    empty = {key for key, n in counted.items() if n == 0}
+    return ({k: v for k, v in mean.items() if k not in empty}, {k: v for k, v in std.items() if k not in empty})
 
 
 def cold_start(model_name: str, params: dict[str, Any], ratings: Ratings, *, side: str = "user",
