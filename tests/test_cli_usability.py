@@ -208,7 +208,7 @@ def test_new_user_ratings_outside_the_scale_are_an_error(files, capsys):
     lo, hi = load(files["base"]).scale_
     code, _, err = run(["recommend", str(files["base"]), "--ratings", f"{item}:50"], capsys)
     assert code == 2 and f"rating 50 of item '{item}' is outside the model's rating scale [{lo:g}, {hi:g}]" in err
-    model = create("mf", n_epochs=1, n_samples=0).fit(synthetic(20, 10, 100, seed=0))
+    model = create("mf", n_epochs=1, gibbs_sweeps=0).fit(synthetic(20, 10, 100, seed=0))
     from dlfm.errors import ConfigError
 
     with pytest.raises(ConfigError, match="outside the model's rating scale"):

@@ -34,27 +34,16 @@ from dlfm.data.splits import entity_folds, fold_in_split
 from dlfm.errors import ConfigError
 from dlfm.evaluation.cv import summarize
 from dlfm.evaluation.metrics import mae, rmse
-from dlfm.evaluation.ranking import RankingSpec, rank_rows
+from dlfm.evaluation.ranking import RankingSpec, comma_tokens, rank_rows, whole_number
 from dlfm.models import create
 from dlfm.models.base import Recommender, versions
 
 
 def parse_given(text: str, flag: str = "--given") -> list[int]:
     """``"5,10,20"`` → ``[5, 10, 20]`` (sorted, distinct, each at least 1)."""
-    values = []
-    for token in str(text).split(","):
-        token = token.strip()
-        if not token:
-            continue
-        try:
-            n = int(token)
-        except ValueError:
-            raise ConfigError(f"{flag} expects whole numbers separated by commas, not {text!r}") from None
-        if n < 1:
-            raise ConfigError(f"{flag}: {n} — each value must be at least 1")
-        values.append(n)
-    if not values:
-        raise ConfigError(f"{flag} names no value")
+    values = [whole_number(token, f"{flag} expects whole numbers separated by commas, not {text!r}",
+                           f"{flag}: {token} — each value must be at least 1")
+              for token in comma_tokens(text, flag, "value")]
     return sorted(set(values))
 
 

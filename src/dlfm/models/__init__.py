@@ -1,4 +1,19 @@
-"""Every model of dlfm behind one interface (:class:`~dlfm.models.base.Recommender`)."""
+"""Every model of dlfm behind one interface (:class:`~dlfm.models.base.Recommender`).
+
+Owns: the model classes and their registry (:data:`MODELS`, :func:`register`,
+:func:`model_class`, :func:`create`), the base class's contract (fitting, prediction, the
+fallback for unknown ids, top-N, save/load, renamed hyper-parameters), the hyper-parameter
+declarations and their ``--param`` parsing (:mod:`dlfm.models.params`) and the tuning spaces
+(:mod:`dlfm.models.space`, free of Optuna).
+
+Must not import: :mod:`dlfm.evaluation` (which imports the models: scoring a model is its
+job, not a model's), :mod:`dlfm.cli`, :mod:`dlfm.serving`, :mod:`dlfm.plots`. May import
+:mod:`dlfm.data`, :mod:`dlfm.nn`, :mod:`dlfm.training`, :mod:`dlfm.errors` and (lazily, to
+save and load) :mod:`dlfm.persistence`. Importing this package imports NumPy and SciPy but not
+PyTorch: the neural models (``dlf``, ``vdlf``) register themselves on first lookup by name.
+(Today ``models/neural.py`` still imports ``roc_auc``, ``log_loss`` and ``interval_coverage``
+from :mod:`dlfm.evaluation.metrics`, to be moved below the models.)
+"""
 
 from __future__ import annotations
 
