@@ -290,8 +290,10 @@ class Recommender:
             spec.check(getattr(self, name), self.name)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, train: Ratings, *, validation: Ratings | None = None) -> "Recommender":
+    def fit(self, train: Ratings, *, validation: Ratings | None = None, **options: Any) -> "Recommender":
         """Learn from ``train`` (starting over); ``validation`` may steer early stopping.
+        ``options`` are handed to :meth:`_fit`: only a model whose own ``fit`` declares
+        them takes any (the neural models' ``checkpoint_dir``, ``resume``, ``on_epoch``).
 
         ``train`` and ``validation`` are :class:`Ratings` or pandas DataFrames with user,
         item and rating columns (read by :func:`dlfm.data.io.from_dataframe`).
@@ -300,6 +302,8 @@ class Recommender:
             ConfigError: an invalid hyper-parameter (named), or no ratings.
             TrainingError: training diverged (its learned state is not finite).
         """
+        if options and type(self).fit is Recommender.fit:
+            raise TypeError(f"{type(self).__name__}.fit() takes no option {next(iter(options))!r}")
         self._validate_params()
         train = _as_ratings(train, "train")
         if validation is not None:
@@ -317,7 +321,7 @@ class Recommender:
         self.global_mean_ = train.global_mean
         self.history_: list[dict[str, float]] = []
         started = time.perf_counter()
-        self._fit(train, validation)
+        self._fit(train, validation, **options)
         self._check_finite_state()
         self.fit_seconds_ = time.perf_counter() - started
         self.card_ = {"dataset": train.name, "n_ratings": len(train), "n_users": train.n_users,
