@@ -20,10 +20,10 @@ get an :class:`~dlfm.errors.UnknownIdError` instead. What the fallback is, model
 * ``mf``: μ + b_u + b_i with the unknown side's bias *and* its factor vector 0, i.e. the same
   μ + b_i / μ + b_u / μ, from mf's own (sweep-averaged) biases; ``pmf`` learns no biases, so
   its fallback is μ.
-* ``dlf`` and ``vdlf``: μ + b_u + b_i from ALS biases of the training ratings with
-  ``baseline``'s default penalties (``NeuralFactorModel._fallback_biases``), for a pair whose
-  user or item is unknown *or has no training rating*; the encoders' "nothing known" code is
-  never used there.
+* ``dlf`` and ``vdlf``: μ + b_u + b_i (the unknown side's bias 0) from ALS biases of the
+  training ratings with ``baseline``'s default penalties (λ_u = 15, λ_i = 10, 10 sweeps;
+  ``NeuralFactorModel.fallback_biases_``), for a pair whose user or item is unknown *or has no
+  training rating*; the encoders' "nothing known" code is never used there.
 
 Renamed hyper-parameters
 ------------------------
