@@ -44,7 +44,7 @@ BAD = [
     ("dlf", "decoder_hidden", True), ("dlf", "lr", 0.0), ("dlf", "lr", float("inf")), ("dlf", "lr", 10**400),
     ("dlf", "dropout", 1.0), ("dlf", "likelihood", "laplace"), ("dlf", "device", "tpu"), ("dlf", "verbose", 1),
     ("dlf", "interaction", None), ("dlf", "max_groups", 1), ("dlf", "batch_size", 0), ("dlf", "activation", "TANH"),
-    ("vdlf", "noise", "none"), ("vdlf", "fixed_sigma", 0.0), ("vdlf", "n_samples", 0), ("vdlf", "kl_weight", -1.0),
+    ("vdlf", "noise_mode", "none"), ("vdlf", "fixed_sigma", 0.0), ("vdlf", "elbo_samples", 0), ("vdlf", "kl_weight", -1.0),
     ("baseline", "reg_user", float("nan")), ("baseline", "n_epochs", 0), ("baseline", "reg_item", "1"),
     ("mf", "reg", float("nan")), ("mf", "noise_scale", float("nan")), ("mf", "n_factors", 1.5), ("mf", "biased", "yes"),
     ("mf", "seed", 2**64), ("pmf", "gibbs_sweeps", -1),
@@ -91,7 +91,7 @@ def test_dlfm_params_lists_hidden_with_its_default_and_meaning(capsys):
     assert main(["params", "vdlf", "--json", "-"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert {"name": "fixed_sigma", "type": "number", "default": 0.1, "allowed": "> 0",
-            "meaning": "σ during training when noise is fixed"} in doc
+            "meaning": "σ during training when noise_mode is fixed"} in doc
     assert len(doc) == len(model_class("vdlf").param_names())
 
 

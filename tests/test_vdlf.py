@@ -65,7 +65,7 @@ def test_save_load_identical(tmp_path, fitted, fold):
 
 @pytest.mark.parametrize("noise", ["per_rating", "fixed"])
 def test_noise_modes_and_options(fold, noise):
-    model = create("vdlf", **{**FAST, "max_epochs": 2}, noise=noise, kl_warmup=1, free_bits=0.01, n_samples=2)
+    model = create("vdlf", **{**FAST, "max_epochs": 2}, noise_mode=noise, kl_warmup=1, free_bits=0.01, elbo_samples=2)
     model.fit(fold.train)
     assert np.all(np.isfinite(model.predict_indices(fold.test.users[:10], fold.test.items[:10])))
 

@@ -161,7 +161,7 @@ def noise_fits(heteroscedastic: tuple[Ratings, np.ndarray]) -> dict[str, Any]:
     users, items = np.divmod(np.arange(40 * 30), 30)
     out = {}
     for mode in ("fixed", "global", "per_rating"):
-        model = create("vdlf", **NOISE_FIT, noise=mode).fit(data)
+        model = create("vdlf", **NOISE_FIT, noise_mode=mode).fit(data)
         std = model.distribution_indices(users, items, n_samples=64)["std"]
         out[mode] = (model, std[~noisy[items]].mean(), std[noisy[items]].mean())
     return out

@@ -1,7 +1,7 @@
 """Cross-validation: fit a model on each fold's training part, score it on the test part.
 
 One record per fold — ``fold, rmse, mae, fit_seconds, predict_seconds, n_test, n_unknown`` plus
-whatever the model adds (:meth:`evaluate_extra`, e.g. NLL and interval coverage) — and the
+whatever its likelihood adds (:func:`likelihood_metrics`, e.g. NLL and interval coverage) — and the
 mean and standard deviation of every numeric field over the folds.
 """
 
@@ -12,10 +12,11 @@ import time
 from typing import Any, Callable, Iterable
 
 import numpy as np
+from scipy.stats import norm, poisson
 
 from dlfm.data.ratings import Ratings
 from dlfm.data.splits import Fold
-from dlfm.evaluation.metrics import mae, rmse
+from dlfm.evaluation.metrics import interval_coverage, log_loss, mae, rmse, roc_auc
 from dlfm.models import create
 from dlfm.evaluation.ranking import RankingSpec, evaluate_ranking
 from dlfm.models.base import Recommender, versions
@@ -28,10 +29,29 @@ def evaluate(model: Recommender, test: Ratings) -> dict[str, float]:
     seconds = time.perf_counter() - started
     record: dict[str, float] = {"rmse": rmse(test.ratings, predictions), "mae": mae(test.ratings, predictions),
                                 "predict_seconds": seconds}
-    extra = getattr(model, "evaluate_extra", None)
-    if extra is not None:
-        record.update(extra(test, predictions))
+    record.update(likelihood_metrics(model, test, predictions))
     return record
+
+
+def likelihood_metrics(model: Recommender, test: Ratings, predictions: np.ndarray,
+                       n_samples: int = 200) -> dict[str, float]:
+    """The test metrics of a model's likelihood (``dlf``, ``vdlf``; empty for the others):
+    Gaussian NLL of the predictive distribution, N(mean, std²) per rating, and 50%/90%
+    interval coverage (q25–q75, q05–q95 of ``n_samples`` keyed draws); Poisson NLL of the
+    predicted rate, −log Poisson(y; λ̂); Bernoulli AUC and log-loss."""
+    likelihood = getattr(model, "likelihood", None)
+    if likelihood is None or not hasattr(model, "distribution_indices"):
+        return {}
+    if likelihood == "bernoulli":
+        return {"auc": roc_auc(test.ratings, predictions), "log_loss": log_loss(test.ratings, predictions)}
+    if likelihood == "poisson":
+        rate = np.maximum(model.score_indices(test.users, test.items), 1e-9)  # the rate, not clipped to the scale
+        return {"nll": float(-np.mean(poisson.logpmf(test.ratings, rate)))}
+    dist = model.distribution_indices(test.users, test.items, n_samples=n_samples)
+    std = np.maximum(dist["std"], 1e-3)
+    return {"nll": float(-np.mean(norm.logpdf(test.ratings, loc=dist["mean"], scale=std))),
+            "coverage50": interval_coverage(test.ratings, dist["q25"], dist["q75"]),
+            "coverage90": interval_coverage(test.ratings, dist["q05"], dist["q95"])}
 
 
 def rank_and_score(model: Any, train: Ratings, test: Ratings, ranking: RankingSpec) -> dict[str, float]:

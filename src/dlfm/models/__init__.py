@@ -11,8 +11,6 @@ job, not a model's), :mod:`dlfm.cli`, :mod:`dlfm.serving`, :mod:`dlfm.plots`. Ma
 :mod:`dlfm.data`, :mod:`dlfm.nn`, :mod:`dlfm.training`, :mod:`dlfm.errors` and (lazily, to
 save and load) :mod:`dlfm.persistence`. Importing this package imports NumPy and SciPy but not
 PyTorch: the neural models (``dlf``, ``vdlf``) register themselves on first lookup by name.
-(Today ``models/neural.py`` still imports ``roc_auc``, ``log_loss`` and ``interval_coverage``
-from :mod:`dlfm.evaluation.metrics`, to be moved below the models.)
 """
 
 from __future__ import annotations

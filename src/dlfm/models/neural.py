@@ -30,11 +30,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-from scipy.stats import norm, poisson
 
 from dlfm.data.ratings import Ratings
 from dlfm.errors import ConfigError
-from dlfm.evaluation.metrics import interval_coverage, log_loss, roc_auc
 from dlfm.models.base import Recommender, UnknownPolicy
 from dlfm.models.baselines import als_biases, take_or_zero
 from dlfm.models.offsets import OFFSETS, RowOffsets, resolve_offsets
@@ -439,27 +437,6 @@ class NeuralFactorModel(Recommender):
         qs = np.quantile(samples, list(QUANTILES.values()), axis=1)
         out.update({name: q for name, q in zip(QUANTILES, qs)})
         return out
-
-    def evaluate_extra(self, test: Ratings, predictions: np.ndarray, n_samples: int = 200) -> dict[str, float]:
-        """Likelihood-specific test metrics: Gaussian NLL and 50%/90% interval coverage;
-        Poisson NLL; Bernoulli AUC and log-loss."""
-        if self.likelihood == "bernoulli":
-            return {"auc": roc_auc(test.ratings, predictions), "log_loss": log_loss(test.ratings, predictions)}
-        if self.likelihood == "poisson":
-            rate = np.maximum(self._mean_indices(self.scorer_, test.users, test.items), 1e-9)
-            return {"nll": float(-np.mean(poisson.logpmf(test.ratings, rate)))}
-        dist = self.distribution_indices(test.users, test.items, n_samples=n_samples)
-        return {
-            "nll": self._gaussian_nll(test.ratings, dist),
-            "coverage50": interval_coverage(test.ratings, dist["q25"], dist["q75"]),
-            "coverage90": interval_coverage(test.ratings, dist["q05"], dist["q95"]),
-        }
-
-    @staticmethod
-    def _gaussian_nll(y: np.ndarray, dist: Mapping[str, np.ndarray]) -> float:
-        """NLL per rating of a Gaussian with the predictive mean and standard deviation."""
-        std = np.maximum(dist["std"], 1e-3)
-        return float(-np.mean(norm.logpdf(y, loc=dist["mean"], scale=std)))
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, Any]:

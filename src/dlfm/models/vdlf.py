@@ -19,16 +19,16 @@ terms are analytic (eq. 26):
 
     KL(N(m, diag s²) ‖ N(0, I)) = ½ Σ_d (s_d² + m_d² − 1 − log s_d²),
 
-and the expected log-likelihood is a Monte Carlo average over ``n_samples``
+and the expected log-likelihood is a Monte Carlo average over ``elbo_samples``
 reparameterized draws u = m + s ⊙ ε, ε ~ N(0, I) (eqs. 27–32). Options: a KL weight β
 (``kl_weight``), a linear warm-up of β over ``kl_warmup`` epochs, and free bits (a floor
 ``free_bits`` on each dimension's KL, in nats). The Gaussian
-observation noise is fixed during training (``noise="fixed"``, σ = ``fixed_sigma``, default 0.1 chosen on
+observation noise is fixed during training (``noise_mode="fixed"``, σ = ``fixed_sigma``, default 0.1 chosen on
 validation parts of ML-100k's u1.base in an earlier round — ratings that are other folds' test ratings, see
 :class:`~dlfm.models.neural.NeuralFactorModel` on provenance — 0.8922 against 0.9319 for σ = 0.3; a smaller σ
 weighs the data more against the prior, as β = σ² would) and then calibrated for the predictive
 distribution on the held-out validation part; or learned: one σ for all ratings
-(``noise="global"``), or a σ per rating from the decoder (``noise="per_rating"``). Learned σ
+(``noise_mode="global"``), or a σ per rating from the decoder (``noise_mode="per_rating"``). Learned σ
 starts at the data's spread, where the KL term can pull every posterior onto the prior before
 the decoder has learned anything (posterior collapse); fixing σ during training avoids that.
 
@@ -67,31 +67,33 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
     __doc__ = (__doc__ or "") + (NeuralFactorModel.__doc__ or "")
     name = "vdlf"
     variational = True
+    #: deprecated names, read as the new ones for one release (see :mod:`dlfm.models.base`)
+    renamed_params = {"n_samples": "elbo_samples", "noise": "noise_mode"}
     hyper_parameters = (
-        size_param("n_samples", "posterior draws per rating in the training objective", high=1000),
+        size_param("elbo_samples", "posterior draws per rating in the training objective (the ELBO)", high=1000),
         Param("kl_weight", float, "β, the weight of the KL terms", low=0),
         size_param("kl_warmup", "epochs over which β grows linearly from 0 (0: off)", low=0, high=10**6),
         Param("free_bits", float, "floor on each dimension's KL, in nats (0: off)", low=0),
-        Param("noise", str, "Gaussian noise σ: fixed in training, one learned, or one per rating",
+        Param("noise_mode", str, "Gaussian noise σ: fixed in training, one learned, or one per rating",
               choices=NOISE_MODES),
-        Param("fixed_sigma", float, "σ during training when noise is fixed", low=0, low_open=True),
+        Param("fixed_sigma", float, "σ during training when noise_mode is fixed", low=0, low_open=True),
         size_param("predict_samples", "posterior draws averaged into a prediction", high=100_000),
     )
     search_space = {**NeuralFactorModel.search_space, "fixed_sigma": LogUniform(0.05, 0.5)}
 
-    def __init__(self, n_samples: int = 1, kl_weight: float = 1.0, kl_warmup: int = 0, free_bits: float = 0.0,
-                 noise: str = "fixed", fixed_sigma: float = 0.1, predict_samples: int = 16, **shared) -> None:
+    def __init__(self, elbo_samples: int = 1, kl_weight: float = 1.0, kl_warmup: int = 0, free_bits: float = 0.0,
+                 noise_mode: str = "fixed", fixed_sigma: float = 0.1, predict_samples: int = 16, **shared) -> None:
         super().__init__(**shared)
-        self.n_samples = n_samples
+        self.elbo_samples = elbo_samples
         self.kl_weight = kl_weight
         self.kl_warmup = kl_warmup
         self.free_bits = free_bits
-        self.noise = noise
+        self.noise_mode = noise_mode
         self.fixed_sigma = fixed_sigma
         self.predict_samples = predict_samples
 
     def _n_outputs(self) -> int:
-        return 2 if self.noise == "per_rating" and self.likelihood == "gaussian" else 1
+        return 2 if self.noise_mode == "per_rating" and self.likelihood == "gaussian" else 1
 
     # ------------------------------------------------------------------ the posterior
     def _split(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,10 +115,10 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         σ in the objective, the calibrated σ in a predictive distribution), else learned."""
         if self.likelihood != "gaussian":
             return None
-        if self.noise == "fixed":
+        if self.noise_mode == "fixed":
             return torch.full_like(out[..., 0], math.log(fixed_sigma))
         log_sigma = network.log_noise.expand_as(out[..., 0])
-        if self.noise == "per_rating":
+        if self.noise_mode == "per_rating":
             log_sigma = log_sigma + out[..., 1]
         return log_sigma.clamp(-5.0, 3.0)
 
@@ -144,10 +146,10 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         network, likelihood, incidence = context.network, context.likelihood, context.incidence
         y = batch.targets.to(user_codes.device)
         nll = torch.zeros_like(y)
-        for _ in range(self.n_samples):
+        for _ in range(self.elbo_samples):
             out = network.decoder(self._latent(user_codes, True), self._latent(item_codes, True))
             nll = nll + likelihood.nll(out[:, 0] + context.offset, y, self._log_sigma(network, out, self.fixed_sigma))
-        nll = nll / self.n_samples
+        nll = nll / self.elbo_samples
         counts_u = torch.as_tensor(incidence.by_user.counts[batch.users.numpy()], dtype=y.dtype, device=y.device)
         counts_i = torch.as_tensor(incidence.by_item.counts[batch.items.numpy()], dtype=y.dtype, device=y.device)
         kl = self._kl(user_codes) / counts_u.clamp(min=1) + self._kl(item_codes) / counts_i.clamp(min=1)
@@ -210,7 +212,7 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         over posterior draws m_ns, found on a grid."""
         if self.likelihood != "gaussian":
             return 0.0
-        if self.noise != "fixed":
+        if self.noise_mode != "fixed":
             return float(torch.exp(scorer.network.log_noise.detach()).clamp(math.exp(-5), math.exp(3)).item())
         eta, _ = self._sample_outputs(scorer, data.users, data.items, 32, self.seed, self.fixed_sigma)
         means = scorer.likelihood.mean(eta).double().cpu().numpy()
