@@ -38,14 +38,15 @@ def likelihood_metrics(model: Recommender, test: Ratings, predictions: np.ndarra
     """The test metrics of a model's likelihood (``dlf``, ``vdlf``; empty for the others):
     Gaussian NLL of the predictive distribution, N(mean, std²) per rating, and 50%/90%
     interval coverage (q25–q75, q05–q95 of ``n_samples`` keyed draws); Poisson NLL of the
-    predicted rate, −log Poisson(y; λ̂); Bernoulli AUC and log-loss."""
+    predicted rate (the prediction, clipped to the training counts' range), −log Poisson(y; λ̂);
+    Bernoulli AUC and log-loss."""
     likelihood = getattr(model, "likelihood", None)
     if likelihood is None or not hasattr(model, "distribution_indices"):
         return {}
     if likelihood == "bernoulli":
         return {"auc": roc_auc(test.ratings, predictions), "log_loss": log_loss(test.ratings, predictions)}
     if likelihood == "poisson":
-        rate = np.maximum(model.score_indices(test.users, test.items), 1e-9)  # the rate, not clipped to the scale
+        rate = np.maximum(predictions, 1e-9)
         return {"nll": float(-np.mean(poisson.logpmf(test.ratings, rate)))}
     dist = model.distribution_indices(test.users, test.items, n_samples=n_samples)
     std = np.maximum(dist["std"], 1e-3)

@@ -4,7 +4,8 @@ Rating error: :func:`rmse`, :func:`mae`. Ranking: :func:`ranking_from_hits`, the
 implementation (vectorised over users), with per-user views :func:`precision_at_k`,
 :func:`recall_at_k`, :func:`ndcg_at_k`, :func:`average_precision_at_k` and the dictionary view
 :func:`ranking_metrics`; an item is *relevant* when its held-out rating is at or above a
-threshold (:func:`default_relevance_threshold`: 4 on a 1-5 scale). The protocol that ranks
+threshold (:func:`default_relevance_threshold`: 4 on a 1-5 scale); those two and ``RANKING_METRICS``
+are :mod:`dlfm.topn`'s, imported here. The protocol that ranks
 items for test users is :mod:`dlfm.evaluation.ranking`. Probabilistic: :func:`roc_auc`, :func:`log_loss`,
 :func:`interval_coverage`.
 """
@@ -15,14 +16,10 @@ from typing import Sequence
 
 import numpy as np
 
+# the top-N metrics live below the models and the evaluation (one place: dlfm.topn)
+from dlfm.topn import RANKING_METRICS, default_relevance_threshold, ranking_from_hits
+
 DEFAULT_RELEVANCE_THRESHOLD = 4.0
-
-
-def default_relevance_threshold(scale: tuple[float, float]) -> float:
-    """lo + ¾ (hi − lo) of a (lo, hi) rating scale: 4 on 1-5, 3.875 on 0.5-5 (so 4 and up),
-    7.75 on 1-10 (8 and up), 0.75 on a binarized 0-1 scale (likes)."""
-    lo, hi = float(scale[0]), float(scale[1])
-    return lo + 0.75 * (hi - lo)
 
 
 def _pair(y_true: Sequence[float], y_pred: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -78,61 +75,6 @@ def ndcg_at_k(ranked: Sequence[int], relevant: Sequence[int], k: int) -> float:
 def average_precision_at_k(ranked: Sequence[int], relevant: Sequence[int], k: int) -> float:
     """AP@k = Σ_{r ≤ k, hit at r} P@r / min(k, |relevant|); NaN when nothing is relevant."""
     return _one_list("map", ranked, relevant, k)
-
-
-RANKING_METRICS: tuple[str, ...] = ("precision", "recall", "ndcg", "map")
-
-
-def ranking_from_hits(hits: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int],
-                      metrics: Sequence[str] = RANKING_METRICS) -> dict[str, float]:
-    """Precision, recall, NDCG and MAP at each k, averaged over the users with a relevant item.
-
-    The one implementation behind every ranking metric of dlfm. Row u of ``hits`` says, rank by
-    rank, whether user u's r-th recommended item is relevant (``False`` past the end of a list
-    shorter than the longest k); ``n_relevant[u]`` = |Rel_u|. For a user with h_r = hits[u, r−1],
-    H_k = Σ_{r ≤ k} h_r and m = min(k, |Rel_u|):
-
-        P@k = H_k / k,    R@k = H_k / |Rel_u|,
-        NDCG@k = Σ_{r ≤ k} h_r / log2(r+1)  /  Σ_{r ≤ m} 1 / log2(r+1),
-        AP@k = Σ_{r ≤ k} h_r · (H_r / r)  /  m.
-
-    Users with |Rel_u| = 0 are left out of every mean (their recall is undefined); all NaN
-    when no user is left. ``metrics`` chooses among ``precision``, ``recall``, ``ndcg``, ``map``.
-    Returns ``{"ndcg@10": ..., ...}``.
-    """
-    hits = np.asarray(hits, dtype=bool)
-    if hits.ndim != 2:
-        raise ValueError("hits must be a (users × ranks) matrix")
-    n_rel = np.asarray(n_relevant, dtype=np.int64).reshape(-1)
-    if len(n_rel) != len(hits):
-        raise ValueError(f"hits has {len(hits)} rows but n_relevant {len(n_rel)} values")
-    unknown = [m for m in metrics if m not in RANKING_METRICS]
-    if unknown:
-        raise ValueError(f"unknown ranking metric {unknown[0]!r}; known: {', '.join(RANKING_METRICS)}")
-    keep = n_rel > 0
-    hits, n_rel = hits[keep], n_rel[keep]
-    out: dict[str, float] = {}
-    for k in ks:
-        if k < 1:
-            raise ValueError("k must be at least 1")
-        if not len(n_rel):
-            out.update({f"{m}@{k}": float("nan") for m in metrics})
-            continue
-        h = np.zeros((len(hits), k), dtype=np.float64)
-        width = min(k, hits.shape[1])
-        h[:, :width] = hits[:, :width]
-        n_hit = h.sum(axis=1)
-        m_k = np.minimum(k, n_rel)
-        discounts = 1.0 / np.log2(np.arange(2, k + 2))
-        ideal = np.cumsum(discounts)[m_k - 1]
-        per_user = {
-            "precision": n_hit / k,
-            "recall": n_hit / n_rel,
-            "ndcg": (h * discounts).sum(axis=1) / ideal,
-            "map": (h * np.cumsum(h, axis=1) / np.arange(1, k + 1)).sum(axis=1) / m_k,
-        }
-        out.update({f"{m}@{k}": float(np.mean(per_user[m])) for m in metrics})
-    return out
 
 
 def ranking_metrics(rankings: dict[int, Sequence[int]], relevant: dict[int, Sequence[int]], k: int) -> dict[str, float]:

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from dlfm.data.ratings import Ratings
 from dlfm.errors import ConfigError
-from dlfm.evaluation.metrics import RANKING_METRICS, default_relevance_threshold, ranking_from_hits
+from dlfm.topn import RANKING_METRICS, default_relevance_threshold, ranking_from_hits, top_k
 
 RATING_METRICS: tuple[str, ...] = ("rmse", "mae")
 DEFAULT_METRICS = "rmse,mae,precision@10,recall@10,ndcg@10,map@10"
@@ -102,33 +102,6 @@ def parse_metrics(spec: str | None, threshold: float | None = None,
     ks = tuple(sorted({int(n.split("@")[1]) for n in names}))
     metrics = tuple(m for m in RANKING_METRICS if any(n.startswith(m + "@") for n in names))
     return RankingSpec(ks=ks, metrics=metrics, threshold=threshold, names=tuple(names))
-
-
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Columns of the ``k`` highest scores of each row, best first, ties by the lower column.
-
-    NaN and −∞ mark columns that are not candidates: they come last and are flagged invalid.
-    Returns (columns, valid), both of shape (n_rows, min(k, n_columns)).
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    n, m = scores.shape
-    k = min(int(k), m)
-    neg = np.where(np.isnan(scores), np.inf, -scores)
-    if k == 0:
-        return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=bool)
-    if k < m:
-        kth = np.partition(neg, k - 1, axis=1)[:, k - 1:k]
-        better = neg < kth
-        equal = neg == kth
-        need = k - better.sum(axis=1, keepdims=True)
-        take = better | (equal & (np.cumsum(equal, axis=1) <= need))
-        cols = np.nonzero(take)[1].reshape(n, k)  # increasing column order within each row
-    else:
-        cols = np.tile(np.arange(m), (n, 1))
-    order = np.argsort(np.take_along_axis(neg, cols, axis=1), axis=1, kind="stable")
-    cols = np.take_along_axis(cols, order, axis=1)
-    valid = np.isfinite(np.take_along_axis(neg, cols, axis=1))
-    return cols.astype(np.int64), valid
 
 
 def _pattern(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:

@@ -473,8 +473,7 @@ class Recommender:
                   dynamic_ncols=True) as bar:
             for start in range(0, len(idx), step):
                 chunk = idx[start:start + step]
-                scores = self.predict_indices(np.repeat(chunk, n_cand), np.tile(candidates, len(chunk)))
-                scores = scores.reshape(len(chunk), n_cand)
+                scores = self.score_matrix(chunk, candidates)  # the ranking of :meth:`recommend`
                 if exclude_seen:
                     rows = csr[chunk]
                     row_of = np.repeat(np.arange(len(chunk)), np.diff(rows.indptr))
@@ -486,7 +485,7 @@ class Recommender:
                     out_users.append(np.full(len(order), start + row))
                     out_ranks.append(np.arange(1, len(order) + 1))
                     out_items.append(candidates[order])
-                    out_scores.append(scores[row, order])
+                    out_scores.append(self.predict_indices(np.full(len(order), chunk[row]), candidates[order]))
                 bar.update(len(chunk))
         cat = (lambda parts, dtype: np.concatenate(parts) if parts else np.empty(0, dtype=dtype))
         rows_of_users = cat(out_users, np.int64)

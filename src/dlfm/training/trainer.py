@@ -20,7 +20,8 @@ A fit, in order (the order fixes the random streams, so the same seed gives the 
    batches from the :class:`~dlfm.training.batching.BlockSampler`, validation after every
    epoch through a scorer over the fitting part, early stopping, best or averaged weights;
 5. calibrate σ on the validation ratings while the encoders still read the fitting part only
-   (without a validation part: on the training ratings themselves, which is optimistic).
+   (without a validation part: on the training ratings themselves, which is optimistic), and
+   the ranking's popularity weight on the same ratings (0 without a validation part).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class TrainedNetwork:
     center: float               #: μ of the fitting part, by which the encoders' inputs are centred
     spread: float               #: s, by which the encoders' inputs of counts are divided (else 1)
     noise_std: float            #: σ of the predictive distribution (0 for Poisson and Bernoulli)
+    popularity_weight: float    #: w of the ranking score r̂ + w log(1 + n_j), chosen on validation
     history: list[dict[str, float]]
     best_epoch: int
 
@@ -196,6 +198,8 @@ class Trainer:
                 description=f"{model.name} {self.train.name}", state=self.state, on_epoch_end=on_epoch_end)
         self.network.eval()
         calibration = self.validation if self.validation is not None else self.train
-        noise_std = model.estimate_noise(self.fitting_scorer(), model.calibration_part(calibration))
-        return TrainedNetwork(self.network, self.likelihood, self.center, self.spread, noise_std, self.state.history,
-                              self.state.best_epoch)
+        scorer = self.fitting_scorer()
+        noise_std = model.estimate_noise(scorer, model.calibration_part(calibration))
+        popularity_weight = model.calibrate_ranking(scorer, self.fit_part, self.validation)
+        return TrainedNetwork(self.network, self.likelihood, self.center, self.spread, noise_std, popularity_weight,
+                              self.state.history, self.state.best_epoch)
