@@ -87,11 +87,13 @@ class _Reader:
     def read(self) -> Ratings:
         raw = self.raw
         start = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
-        if raw.startswith((b"\xfe\xff", b"\xff\xfe")) or b"\x00" in raw or b'"' in raw:
+        present, ascii_only = _scan(raw, b'\x00"\rxX')
+        if raw.startswith((b"\xfe\xff", b"\xff\xfe")) or b"\x00" in present or b'"' in present:
             raise _Decline
-        if not raw.isascii() and not _valid_utf8(raw):
+        if not ascii_only and not _valid_utf8(raw):
             raise _Decline
-        if b"\r" in raw:
+        self.hex_possible = b"x" in present or b"X" in present
+        if b"\r" in present:
             raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")  # line numbers unchanged
 
         pos, line_no = start, 1  # the first non-blank line
@@ -150,9 +152,8 @@ class _Reader:
             raise _Decline  # one column in two roles
         # ids come as text (the canonical-integer rule needs it); arrow's int64 reading takes hex
         # (0x1f), which the rules do not take for a whole number, so timestamps too when any x is there
-        no_hex = not (b"x" in self.raw or b"X" in self.raw)
         typed = {"user": pa.string(), "item": pa.string(), "rating": pa.float64(),
-                 "timestamp": pa.int64() if no_hex else pa.string()}
+                 "timestamp": pa.string() if self.hex_possible else pa.int64()}
         try:
             table = self._arrow(data_start, positions, {role: typed[role] for role in roles})
         except pa.ArrowInvalid:  # a value arrow does not read as a number (or a bad line): as text
@@ -338,6 +339,20 @@ def _first_uncast(chunk: pa.Array, to: pa.DataType) -> int:
         except pa.ArrowInvalid:
             hi = mid
     return lo
+
+
+def _scan(raw: bytes, wanted: bytes, window: int = 1 << 18) -> tuple[set[bytes], bool]:
+    """Which of the bytes ``wanted`` occur in ``raw``, and whether it is all ASCII. One pass over
+    windows that stay in the cache: the same tests on the whole file, one after another, read
+    it from memory once each (2.5x slower on 5M lines)."""
+    present: set[bytes] = set()
+    ascii_only = True
+    singles = [wanted[k : k + 1] for k in range(len(wanted))]
+    for begin in range(0, len(raw), window):
+        piece = raw[begin : begin + window]
+        ascii_only = ascii_only and piece.isascii()
+        present.update(b for b in singles if b not in present and b in piece)
+    return present, ascii_only
 
 
 def _valid_utf8(raw: bytes, step: int = 1 << 24) -> bool:

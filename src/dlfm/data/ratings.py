@@ -218,6 +218,8 @@ def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if hi - base < 4 * len(values) + 1024:
             offsets = values - base if base else values
             present = np.bincount(offsets, minlength=hi - base + 1) > 0
+            if present[lo - base :].all():  # every value of lo..hi occurs: the index is value - lo
+                return np.arange(lo, hi + 1, dtype=np.int64), values - lo
             rank = np.cumsum(present, dtype=np.int64) - 1
             codes = rank[offsets]
             del offsets, rank
@@ -391,10 +393,10 @@ class Ratings:
                duplicates: DuplicatePolicy, name: str, line_numbers: Any) -> "Ratings":
         """The container, after the duplicate policy; indices and values are already checked."""
         where = (lambda k: int(line_numbers[k])) if line_numbers is not None else (lambda k: None)
-        keys = u_idx * len(item_vocab) + i_idx
-        sorted_keys = keys.copy()
-        sorted_keys.sort()  # a plain sort finds out whether any pair repeats
+        sorted_keys = u_idx * len(item_vocab) + i_idx  # one int64 key per (user, item) pair
+        sorted_keys.sort()  # in place: a plain sort finds out whether any pair repeats
         if bool(np.any(sorted_keys[1:] == sorted_keys[:-1])):
+            keys = u_idx * len(item_vocab) + i_idx
             order = np.argsort(keys, kind="stable")
             sorted_keys = keys[order]
             dup = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
@@ -425,7 +427,8 @@ class Ratings:
                 u_idx, i_idx = u_idx[keep], i_idx[keep]
                 values = sums / counts  # keep[g] is the first pair of group g, in uniq's order
                 ts = None if ts is None else ts[keep]
-        del keys, sorted_keys
+            del keys
+        del sorted_keys
         if scale is None:
             scale = (float(values.min()), float(values.max()))
         # checked: indices inside the vocabularies, finite values, no pair twice
