@@ -38,13 +38,12 @@ from dlfm.data.io import (
     ColumnSpec,
     _layout,
     _split_plain,
-    _text_ids,
     _to_floats,
     _to_ints,
     parse_ratings_text,
     sniff_separator,
 )
-from dlfm.data.ratings import DuplicatePolicy, Ratings, Vocabulary, factorize
+from dlfm.data.ratings import DuplicatePolicy, Ratings, Vocabulary, factorize, raw_ids
 from dlfm.errors import DataError
 
 _BLOCK_BYTES = 16 * MAX_LINE_BYTES  # arrow's block: far longer than any line the reader accepts
@@ -223,7 +222,7 @@ class _Reader:
         empty = [k for k, text in enumerate(texts) if not text]
         if empty:
             self._fail(int(np.argmax(np.isin(codes, empty))))
-        uniques, remap = factorize(_text_ids(texts))  # stripping may make two texts one id
+        uniques, remap = factorize(raw_ids(texts, int_texts=True))  # stripping may make two texts one id
         return Vocabulary._sorted_unique(uniques), remap[codes]
 
     def _floats(self, column: pa.ChunkedArray) -> np.ndarray:
@@ -386,6 +385,8 @@ def _canonical_ints(column: pa.ChunkedArray) -> np.ndarray | None:
     """The ids of a text column as int64 when every one is written as ``str(int)`` writes it
     (``196``, ``-3``; not ``007``, ``-0``, ``+3``, `` 5``, ``1_000``, ``0x1f``); else None.
 
+    The rule of :func:`dlfm.data.ratings.raw_ids` (``int_texts``), on arrow's buffers: routing
+    millions of ids through Python would cost seconds; the differential tests hold the two equal.
     arrow's cast takes an optional minus and digits (or ``0x`` and hex digits) and refuses values
     outside int64; what it takes is canonical unless it opens with ``0`` (or ``-0``) and goes on.
     """
