@@ -3,13 +3,14 @@
 Writes an ``n_lines``-line CSV (``userId,movieId,rating,timestamp``, a header and distinct
 (user, item) pairs with MovieLens-like ranges) into a work folder, then times, each in a fresh
 subprocess and alternately, ``dlfm.data.load_ratings`` (what ``dlfm info`` and every command
-reading a file call) and ``pandas.read_csv`` with its defaults (the C engine, one thread, all
-four columns: the same work). Reported: the median seconds of the call, its CPU seconds (all
+reading a file call) and ``pandas.read_csv`` with its defaults (the C engine, all four
+columns: the same work). Reported: the median seconds of the call, its CPU seconds (all
 threads) and the peak resident memory of each process (``ru_maxrss``, the interpreter and its
 imports included), and their ratios. dlfm's reader parses with pyarrow on every core it may
-use, pandas' on one; so the pair is timed twice: free to use all cores (what a user gets), and
-both pinned to CPU 0 (``one_core``: like with like). Then it plants a bad rating on line 4,000,000 (or the
-file's last line, if shorter) and checks that the reader's error names that line.
+use, pandas' C engine on one; so the pair is timed twice: free to use all cores (what a user
+gets), and both pinned to CPU 0 (``one_core``: like with like). Then it plants a bad rating
+on line 4,000,000 (or the file's last line, if shorter) and checks that the reader's error
+names that line.
 
     python benchmarks/read_speed.py --json docs/speed/read_speed.json
     python benchmarks/read_speed.py --lines 200000 --repeats 1      # a quick look
@@ -130,10 +131,10 @@ def _compare(path: Path, n_lines: int, repeats: int, cpus: str = "") -> dict[str
 def measure_reading(n_lines: int, workdir: str | os.PathLike[str], *, repeats: int = 3,
                     bad_line: int = BAD_LINE, one_core: bool = True) -> dict[str, Any]:
     """Time and peak memory of dlfm's reader and ``pandas.read_csv`` (default settings: its C
-    engine, one thread, all four columns) on the same generated file, alternately in fresh
+    engine, all four columns) on the same generated file, alternately in fresh
     subprocesses, and the line a planted bad value is reported on.
 
-    dlfm's reader parses with pyarrow on every core the process may use; pandas' C engine uses
+    dlfm's reader parses with pyarrow on every core the process may use; pandas' C engine on
     one. So the comparison is made twice: on all the machine's cores (what a user gets), and
     with both processes pinned to one core (``one_core``: the same CPU for each).
 
@@ -150,7 +151,7 @@ def measure_reading(n_lines: int, workdir: str | os.PathLike[str], *, repeats: i
     result: dict[str, Any] = {
         "file": {"lines": n_lines + 1, "data_lines": n_lines, "megabytes": round(path.stat().st_size / 2**20, 1),
                  "columns": HEADER},
-        "baseline": "pandas.read_csv(path) with default settings (C engine, one thread, all four columns)",
+        "baseline": "pandas.read_csv(path) with default settings (C engine, all four columns)",
     }
     result.update(_compare(path, n_lines, repeats))
     if one_core:
