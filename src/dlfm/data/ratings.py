@@ -56,7 +56,7 @@ def raw_ids(values: Any, *, int_texts: bool = False) -> np.ndarray:
     A column is one kind: one id that is not an integer makes every id of it a string.
     ``values``: a sequence, a numpy array (flattened) or a pandas Series.
     """
-    if isinstance(values, (list, tuple)) and all(isinstance(v, str) for v in values):
+    if isinstance(values, (list, tuple)) and set(map(type, values)) <= {str}:
         return _text_ids(list(values), int_texts)  # no fixed-width numpy copy of the strings
     arr = _as_array(values)
     kind = arr.dtype.kind
