@@ -112,3 +112,26 @@ def test_every_reader_uses_the_one_normaliser(tmp_path):
     assert from_file.user_vocab == from_frame.user_vocab == Vocabulary(["007", "1"])
     assert from_file.item_vocab == from_frame.item_vocab == Vocabulary(np.array([5, 6]))
     assert Ratings.from_raw(["5", "6"], [1, 2], [1.0, 2.0]).user_vocab.kind == "str"
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+@pytest.mark.parametrize("duplicates", ["error", "last", "mean"])
+def test_pairs_in_file_order_or_not_find_the_same_duplicates(order, duplicates):
+    """Sorted pairs skip the sort of the duplicate check; a repeated pair is found either way."""
+    users = np.repeat(np.arange(40), 30)
+    items = np.tile(np.arange(30), 40)
+    users, items = np.append(users, 39), np.append(items, 29)  # the last pair again, at the end
+    values = np.arange(len(users), dtype=float)
+    if order == "shuffled":
+        perm = np.random.default_rng(0).permutation(len(users) - 1)
+        users[:-1], items[:-1], values[:-1] = users[perm], items[perm], values[perm]
+    if duplicates == "error":
+        with pytest.raises(DataError, match="user 39 rated item 29 twice"):
+            Ratings.from_raw(users, items, values, duplicates=duplicates)
+        assert len(Ratings.from_raw(users[:-1], items[:-1], values[:-1])) == 1200
+        return
+    merged = Ratings.from_raw(users, items, values, duplicates=duplicates)
+    assert len(merged) == 1200
+    pair = merged.ratings[(np.array(merged.raw_users()) == 39) & (np.array(merged.raw_items()) == 29)]
+    first = values[:-1][(users[:-1] == 39) & (items[:-1] == 29)][0]
+    assert pair.tolist() == [values[-1] if duplicates == "last" else (first + values[-1]) / 2]

@@ -112,6 +112,13 @@ def _strings(texts: list[str]) -> np.ndarray:
     return out
 
 
+def _increasing(keys: np.ndarray, probe: int = 1024) -> bool:
+    """Whether the keys are strictly increasing; a probe of the first ones answers "no" at once
+    for keys in no order."""
+    head = keys[:probe]
+    return bool(np.all(head[1:] > head[:-1])) and bool(np.all(keys[1:] > keys[:-1]))
+
+
 def _quote(value: Any, limit: int = 60) -> str:
     """``repr`` of a value for a message, cut to about ``limit`` characters (a 200 MB field must
     not make a 200 MB message)."""
@@ -443,7 +450,8 @@ class Ratings:
         """The container, after the duplicate policy; indices and values are already checked."""
         where = (lambda k: int(line_numbers[k])) if line_numbers is not None else (lambda k: None)
         sorted_keys = u_idx * len(item_vocab) + i_idx  # one int64 key per (user, item) pair
-        sorted_keys.sort()  # in place: a plain sort finds out whether any pair repeats
+        if not _increasing(sorted_keys):  # a file sorted by user, then item (MovieLens') needs no sort
+            sorted_keys.sort()  # in place: a plain sort finds out whether any pair repeats
         if bool(np.any(sorted_keys[1:] == sorted_keys[:-1])):
             keys = u_idx * len(item_vocab) + i_idx
             order = np.argsort(keys, kind="stable")
