@@ -3,10 +3,14 @@
 Writes an ``n_lines``-line CSV (``userId,movieId,rating,timestamp``, a header and distinct
 (user, item) pairs with MovieLens-like ranges) into a work folder, then times, each in a fresh
 subprocess and alternately, ``dlfm.data.load_ratings`` (what ``dlfm info`` and every command
-reading a file call) and ``pandas.read_csv`` with its defaults. Reported: the median seconds of
-the call and the peak resident memory of each process (``ru_maxrss``, the interpreter and its
-imports included), and their ratios. Then it plants a bad rating on line 4,000,000 (or the
-file's last line, if shorter) and checks that the reader's error names that line.
+reading a file call) and ``pandas.read_csv`` with its defaults (the C engine, all four
+columns: the same work). Reported: the median seconds of the call, its CPU seconds (all
+threads) and the peak resident memory of each process (``ru_maxrss``, the interpreter and its
+imports included), and their ratios. dlfm's reader parses with pyarrow on every core it may
+use, pandas' C engine on one; so the pair is timed twice: free to use all cores (what a user
+gets), and both pinned to CPU 0 (``one_core``: like with like). Then it plants a bad rating
+on line 4,000,000 (or the file's last line, if shorter) and checks that the reader's error
+names that line.
 
     python benchmarks/read_speed.py --json docs/speed/read_speed.json
     python benchmarks/read_speed.py --lines 200000 --repeats 1      # a quick look
@@ -34,26 +38,29 @@ HEADER = "userId,movieId,rating,timestamp"
 BAD_LINE = 4_000_000
 
 _CHILD = r"""
-import json, resource, sys, time
-kind, path = sys.argv[1], sys.argv[2]
+import json, os, resource, sys, time
+kind, path, cpus = sys.argv[1], sys.argv[2], sys.argv[3]
+if cpus:
+    os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})  # before any import starts a thread
 if kind == "pandas":
     import pandas as pd
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     frame = pd.read_csv(path)
     rows = len(frame)
     error = None
 else:
     from dlfm.data import load_ratings
     from dlfm.errors import DataError
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     error = None
     try:
         rows = len(load_ratings(path))
     except DataError as exc:
         rows, error = None, {"message": str(exc)[:300], "line": exc.line}
-seconds = time.perf_counter() - start
+seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "rows": rows, "error": error}))
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": peak, "rows": rows,
+                  "error": error}))
 """
 
 
@@ -89,47 +96,66 @@ def write_csv(path: Path, n_lines: int, *, seed: int = 0, bad_line: int | None =
         pacsv.write_csv(table.slice(row + 1), handle, write_options=options)
 
 
-def _run_child(kind: str, path: Path) -> dict[str, Any]:
+def _run_child(kind: str, path: Path, cpus: str = "") -> dict[str, Any]:
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parent.parent / "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    done = subprocess.run([sys.executable, "-c", _CHILD, kind, str(path)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", _CHILD, kind, str(path), cpus], capture_output=True, text=True,
                           env=env, timeout=1800)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} child failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure_reading(n_lines: int, workdir: str | os.PathLike[str], *, repeats: int = 3,
-                    bad_line: int = BAD_LINE) -> dict[str, Any]:
-    """Time and peak memory of dlfm's reader and ``pandas.read_csv`` on the same generated
-    file, alternately in fresh subprocesses, and the line a planted bad value is reported on.
+def _summary(runs: list[dict[str, Any]], n_lines: int, kind: str) -> dict[str, Any]:
+    if any(run["rows"] != n_lines for run in runs):
+        raise RuntimeError(f"{kind} read {[run['rows'] for run in runs]} rows, not {n_lines}")
+    seconds = [round(run["seconds"], 3) for run in runs]
+    return {"seconds": seconds, "median_seconds": round(statistics.median(seconds), 3),
+            "cpu_seconds": [round(run["cpu_seconds"], 3) for run in runs],
+            "peak_rss_mb": round(max(run["peak_rss_mb"] for run in runs), 1)}
 
-    Returns a dictionary (JSON-ready): per reader the seconds of each run, their median and
-    the largest peak RSS; ``time_ratio`` and ``memory_ratio`` (dlfm / pandas); ``bad_value``
-    with the line planted, the line reported and whether they agree.
+
+def _compare(path: Path, n_lines: int, repeats: int, cpus: str = "") -> dict[str, Any]:
+    """Both readers, alternately, ``repeats`` times each (``cpus``: the CPUs both may use)."""
+    runs: dict[str, list[dict[str, Any]]] = {"pandas": [], "dlfm": []}
+    for _ in range(repeats):
+        for kind in ("pandas", "dlfm"):
+            runs[kind].append(_run_child(kind, path, cpus))
+    result = {kind: _summary(kind_runs, n_lines, kind) for kind, kind_runs in runs.items()}
+    result["time_ratio"] = round(result["dlfm"]["median_seconds"] / result["pandas"]["median_seconds"], 3)
+    result["memory_ratio"] = round(result["dlfm"]["peak_rss_mb"] / result["pandas"]["peak_rss_mb"], 3)
+    return result
+
+
+def measure_reading(n_lines: int, workdir: str | os.PathLike[str], *, repeats: int = 3,
+                    bad_line: int = BAD_LINE, one_core: bool = True) -> dict[str, Any]:
+    """Time and peak memory of dlfm's reader and ``pandas.read_csv`` (default settings: its C
+    engine, all four columns) on the same generated file, alternately in fresh
+    subprocesses, and the line a planted bad value is reported on.
+
+    dlfm's reader parses with pyarrow on every core the process may use; pandas' C engine on
+    one. So the comparison is made twice: on all the machine's cores (what a user gets), and
+    with both processes pinned to one core (``one_core``: the same CPU for each).
+
+    Returns a dictionary (JSON-ready): per reader the seconds of each run, their median, the
+    CPU seconds (all threads) of each run and the largest peak RSS; ``time_ratio`` and
+    ``memory_ratio`` (dlfm / pandas); the same under ``one_core``; ``bad_value`` with the line
+    planted, the line reported and whether they agree.
     """
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     path = work / f"ratings-{n_lines}.csv"
     write_csv(path, n_lines)
     load_before = os.getloadavg()
-    runs: dict[str, list[dict[str, Any]]] = {"pandas": [], "dlfm": []}
-    for _ in range(repeats):
-        for kind in ("pandas", "dlfm"):
-            runs[kind].append(_run_child(kind, path))
     result: dict[str, Any] = {
         "file": {"lines": n_lines + 1, "data_lines": n_lines, "megabytes": round(path.stat().st_size / 2**20, 1),
                  "columns": HEADER},
+        "baseline": "pandas.read_csv(path) with default settings (C engine, all four columns)",
     }
-    for kind, kind_runs in runs.items():
-        if any(run["rows"] != n_lines for run in kind_runs):
-            raise RuntimeError(f"{kind} read {[run['rows'] for run in kind_runs]} rows, not {n_lines}")
-        seconds = [round(run["seconds"], 3) for run in kind_runs]
-        result[kind] = {"seconds": seconds, "median_seconds": round(statistics.median(seconds), 3),
-                        "peak_rss_mb": round(max(run["peak_rss_mb"] for run in kind_runs), 1)}
-    result["time_ratio"] = round(result["dlfm"]["median_seconds"] / result["pandas"]["median_seconds"], 3)
-    result["memory_ratio"] = round(result["dlfm"]["peak_rss_mb"] / result["pandas"]["peak_rss_mb"], 3)
+    result.update(_compare(path, n_lines, repeats))
+    if one_core:
+        result["one_core"] = {"cpus": "0", **_compare(path, n_lines, repeats, "0")}
     path.unlink()
 
     planted = min(bad_line, n_lines + 1)
@@ -157,14 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=5_000_000, help="data lines (default 5,000,000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each reader (default 3)")
+    parser.add_argument("--no-one-core", dest="one_core", action="store_false",
+                        help="skip the comparison with both readers pinned to one core")
     parser.add_argument("--workdir", help="folder for the generated files (default: a temporary one)")
     parser.add_argument("--json", dest="json_path", help="write the results here as JSON ('-': stdout)")
     args = parser.parse_args(argv)
     if args.workdir:
-        result = measure_reading(args.lines, args.workdir, repeats=args.repeats)
+        result = measure_reading(args.lines, args.workdir, repeats=args.repeats, one_core=args.one_core)
     else:
         with tempfile.TemporaryDirectory(prefix="dlfm-read-") as work:
-            result = measure_reading(args.lines, work, repeats=args.repeats)
+            result = measure_reading(args.lines, work, repeats=args.repeats, one_core=args.one_core)
     text = json.dumps(result, indent=2)
     if args.json_path == "-":
         print(text)
@@ -174,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pandas.read_csv  {p['median_seconds']:.2f} s  {p['peak_rss_mb']:.0f} MB")
         print(f"dlfm             {d['median_seconds']:.2f} s  {d['peak_rss_mb']:.0f} MB   "
               f"({result['time_ratio']:.2f}x time, {result['memory_ratio']:.2f}x memory)")
+        if "one_core" in result:
+            one = result["one_core"]
+            print(f"one core: pandas {one['pandas']['median_seconds']:.2f} s, dlfm {one['dlfm']['median_seconds']:.2f} s "
+                  f"({one['time_ratio']:.2f}x time)")
         bad = result["bad_value"]
         print(f"bad value on line {bad['planted_on_line']:,}: reported on line {bad['reported_line']} "
               f"({'ok' if bad['ok'] else 'WRONG'}), {bad['seconds']:.2f} s")

@@ -300,6 +300,7 @@ def test_cli_info_on_dev_zero_stops(tmp_path):
 @pytest.mark.parametrize("values", [
     np.array([5, 3, 5, 9, 3, 0]), np.array([-(2**62), 7, 2**62, 7]), np.array([1_000_000_007, 3, 3]),
     np.array(["b", "a", "ü", "a", "007"], dtype=object), np.arange(10)[::-1] - 4,
+    np.array([3, 1, 2, 2]), np.array([4, 1, 4]),  # ids from 1, every one of the range present or not
 ])
 def test_factorize_matches_np_unique(values):
     uniques, codes = factorize(values)
@@ -313,3 +314,10 @@ def test_a_long_string_id_does_not_widen_the_vocabulary():
     ids = np.array(["x" * 400_000] + [str(k) for k in range(1000)], dtype=object)
     vocab = Vocabulary(ids)
     assert vocab.ids.dtype == object and vocab.ids[0] == "x" * 400_000 and vocab.index("7") == 8
+
+
+@pytest.mark.parametrize("window", [1, 3, 1 << 18])
+def test_the_byte_scan_finds_each_byte_in_any_window(window):
+    raw = b"1,2,3\n" * 10 + b'4,"5",x\r\n' + "é".encode() + b"\n"
+    assert _fast._scan(raw, b'\x00"\rxX', window) == ({b'"', b"\r", b"x"}, False)
+    assert _fast._scan(b"1,2,3\n", b'\x00"', window) == (set(), True)

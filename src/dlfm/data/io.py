@@ -20,7 +20,8 @@ The text rules, in one place:
   cannot span lines. A quote inside an unquoted field is an ordinary character.
 - White space around every field is removed; user and item ids may not be empty.
 - Ids are integers when every id of the column is written as a canonical int64 integer
-  (``196``, ``-3``; not ``007`` or ``+3``), else strings kept as written.
+  (``196``, ``-3``; not ``007`` or ``+3``), else strings kept as written
+  (:func:`dlfm.data.ratings.raw_ids` with ``int_texts``: the one normaliser of every reader).
 - Ratings are finite numbers (Python ``float`` syntax); timestamps are whole numbers.
 - Header: the first non-blank line is a header when ``header=True``, when columns are given by
   name, or (``header=None``) when its rating field is not a number and the line is not data:
@@ -50,7 +51,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from dlfm.data.ratings import DuplicatePolicy, Ratings, _quote
+from dlfm.data.ratings import _WHITESPACE, DuplicatePolicy, Ratings, _quote, raw_ids
 from dlfm.errors import DataError
 
 ROLES = ("user", "item", "rating", "timestamp")
@@ -60,8 +61,6 @@ _CANDIDATE_SEPARATORS = ("\t", "::", ",", ";", "|", " ")
 _SPACES = re.compile(" +")
 _QUOTED_BODY = re.compile(r'(?:[^"]|"")*"')
 _OPEN_QUOTE = re.compile(r' *"')
-_NON_CANONICAL_INT = re.compile(r"^(?:-?0[0-9]|-0$)", re.MULTILINE)
-_WHITESPACE = re.compile(r"[^\S\n]")
 _POSITION = re.compile(r"-?[0-9]+")
 # no two parts may match the same digits: a 200 MB field of digits must not backtrack for ever
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
@@ -295,7 +294,7 @@ def parse_ratings_text(
         if "" in values:
             k = values.index("")
             raise DataError(f"the {role} id is empty", source=source, line=int(line_numbers[k]))
-        ids[role] = _text_ids(values)
+        ids[role] = raw_ids(values, int_texts=True)
     ratings_text = column("rating")
     values = _to_floats(ratings_text)
     bad = np.flatnonzero(~np.isfinite(values))
@@ -368,7 +367,7 @@ def from_dataframe(
             timestamps = ts.astype(np.int64)
     try:
         return Ratings.from_raw(
-            _frame_ids(users), _frame_ids(items), values, timestamps=timestamps, scale=scale,
+            raw_ids(users, int_texts=True), raw_ids(items, int_texts=True), values, timestamps=timestamps, scale=scale,
             duplicates=duplicates, name=name, line_numbers=rows,
         )
     except DataError as exc:
@@ -528,23 +527,6 @@ def _to_ints(texts: list[str]) -> tuple[np.ndarray, int | None]:
     return out, None
 
 
-def _text_ids(values: list[str]) -> np.ndarray:
-    """Raw ids of a text column: int64 when every one is a canonical integer (as ``str(int)``
-    writes it), else strings."""
-    try:
-        ints = np.array(values, dtype=np.int64)
-    except (ValueError, OverflowError):
-        pass
-    else:
-        joined = "\n".join(values)  # numpy took every one for an integer; was it canonical?
-        if (joined.isascii() and "_" not in joined and "+" not in joined and not _WHITESPACE.search(joined)
-                and not _NON_CANONICAL_INT.search(joined)):
-            return ints
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
-
-
 def _frame_numbers(column: pd.Series) -> np.ndarray:
     """A DataFrame column as float64, NaN where an entry is not a number."""
     if column.dtype.kind in "biuf":
@@ -561,27 +543,6 @@ def _number_or_nan(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError, OverflowError):
         return np.nan
-
-
-def _frame_ids(column: pd.Series) -> np.ndarray:
-    """Raw ids of a DataFrame column: int64 for integer ids, strings otherwise."""
-    kind = column.dtype.kind
-    if kind == "i":
-        return column.to_numpy().astype(np.int64)
-    if kind == "u":
-        arr = column.to_numpy()
-        if len(arr) == 0 or int(arr.max()) <= _INT64_MAX:
-            return arr.astype(np.int64)
-        return _text_ids([str(v) for v in arr.tolist()])
-    if kind == "f":
-        arr = column.to_numpy(dtype=np.float64)
-        if np.all(arr == np.round(arr)) and np.all(np.abs(arr) < 2.0**53):
-            return arr.astype(np.int64)
-        return _text_ids([repr(v) for v in arr.tolist()])
-    values = column.tolist()
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values):
-        return _text_ids([str(int(v)) for v in values])
-    return _text_ids([str(v) for v in values])
 
 
 def _column_spec(columns: ColumnSpec, n_fields: int, source: str | None = None) -> dict[str, int | str | None]:

@@ -34,26 +34,89 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _raw_ids(values: Any) -> np.ndarray:
-    """Raw ids as a flat array: int64 integers, or (for anything else) strings."""
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        arr = arr.reshape(-1)
-    if arr.dtype.kind == "b":
-        return arr.astype(str).astype(object)
-    if arr.dtype.kind in "iu":
-        if arr.dtype.kind == "u" and len(arr) and int(arr.max()) > np.iinfo(np.int64).max:
-            return np.array([str(v) for v in arr.tolist()], dtype=object)
+_INT64_MAX = np.iinfo(np.int64).max
+# a text numpy takes for an int64 that ``str(int)`` would not write: 007, -07, -0 (one text a line)
+_NON_CANONICAL_INT = re.compile(r"^(?:-?0[0-9]|-0$)", re.MULTILINE)
+_WHITESPACE = re.compile(r"[^\S\n]")
+
+
+def raw_ids(values: Any, *, int_texts: bool = False) -> np.ndarray:
+    """Raw ids as one flat array: int64 when every id is an integer, else strings (an object
+    array of ``str``). The one place the rules live, for every reader:
+
+    - integers (Python or numpy, not bools) are int64; if one does not fit (an unsigned id
+      beyond int64), every id is the string of its digits;
+    - floats are int64 when every one is a whole number below 2**53 in size, else each is
+      the string ``repr`` writes (``"1.5"``, ``"1.0"``);
+    - bools and any other value are the string ``str`` writes (``"True"``);
+    - strings are kept as written; with ``int_texts`` (ids read as text: a file's fields, a
+      DataFrame's text column) they are int64 when every one is written as ``str(int)``
+      writes an int64 (``196``, ``-3``; not ``007``, ``-0``, ``+3``, `` 5``, ``1_000``).
+
+    A column is one kind: one id that is not an integer makes every id of it a string.
+    ``values``: a sequence, a numpy array (flattened) or a pandas Series.
+    """
+    if isinstance(values, (list, tuple)) and set(map(type, values)) <= {str}:
+        return _text_ids(list(values), int_texts)  # no fixed-width numpy copy of the strings
+    arr = _as_array(values)
+    kind = arr.dtype.kind
+    if kind in "iu":
+        if kind == "u" and len(arr) and int(arr.max()) > _INT64_MAX:
+            return _strings([str(v) for v in arr.tolist()])
         return arr.astype(np.int64)
-    if arr.dtype == object:
-        items = arr.tolist()
-        if items and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in items):
-            if all(-(2**63) <= int(v) < 2**63 for v in items):
-                return np.array([int(v) for v in items], dtype=np.int64)
-        out = np.empty(len(items), dtype=object)
-        out[:] = [v if isinstance(v, str) else str(v) for v in items]
-        return out
-    return arr
+    if kind == "f":
+        if np.all(arr == np.round(arr)) and np.all(np.abs(arr) < 2.0**53):
+            return arr.astype(np.int64)
+        return _strings([repr(v) for v in arr.tolist()])
+    items = arr.tolist()
+    if kind == "O" and items and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                                     for v in items):
+        if all(-_INT64_MAX - 1 <= int(v) <= _INT64_MAX for v in items):
+            return np.array([int(v) for v in items], dtype=np.int64)
+        return _strings([str(int(v)) for v in items])
+    return _text_ids([v if isinstance(v, str) else str(v) for v in items], int_texts)
+
+
+def _as_array(values: Any) -> np.ndarray:
+    """A flat numpy array of ids; of a pandas Series: its numbers (a nullable float column as
+    float64), else its Python values (``str`` of a date is what a reader of text would see)."""
+    if not isinstance(values, np.ndarray) and hasattr(values, "to_numpy") and hasattr(values, "dtype"):
+        kind = values.dtype.kind  # other Series (text, dates, categories) as their Python values
+        arr = values.to_numpy(dtype=np.float64 if kind == "f" else None if kind in "iub" else object)
+    else:
+        arr = np.asarray(values)
+    return arr.reshape(-1) if arr.ndim != 1 else arr
+
+
+def _text_ids(texts: list[str], int_texts: bool) -> np.ndarray:
+    """Ids written as text: int64 when ``int_texts`` and every one is a canonical integer (as
+    ``str(int)`` writes it), else the strings."""
+    if int_texts:
+        try:
+            ints = np.array(texts, dtype=np.int64)
+        except (ValueError, OverflowError):
+            pass
+        else:
+            joined = "\n".join(texts)  # numpy took every one for an integer; was it canonical?
+            if (joined.isascii() and "_" not in joined and "+" not in joined and not _WHITESPACE.search(joined)
+                    and not _NON_CANONICAL_INT.search(joined)):
+                return ints
+    return _strings(texts)
+
+
+def _strings(texts: list[str]) -> np.ndarray:
+    """An object array of the strings (not ``astype(str)``: a fixed-width copy would take the
+    longest id's size per id)."""
+    out = np.empty(len(texts), dtype=object)
+    out[:] = texts
+    return out
+
+
+def _increasing(keys: np.ndarray, probe: int = 1024) -> bool:
+    """Whether the keys are strictly increasing; a probe of the first ones answers "no" at once
+    for keys in no order."""
+    head = keys[:probe]
+    return bool(np.all(head[1:] > head[:-1])) and bool(np.all(keys[1:] > keys[:-1]))
 
 
 def _quote(value: Any, limit: int = 60) -> str:
@@ -104,16 +167,9 @@ class Vocabulary:
     since ids typed on a command line always arrive as strings.
     """
 
-    def __init__(self, raw_ids: Iterable[Any]):
-        ids = np.asarray(list(raw_ids) if not isinstance(raw_ids, np.ndarray) else raw_ids)
-        if ids.dtype.kind in "iu":
-            ids = ids.astype(np.int64)
-            self.kind = "int"
-        else:
-            # not ``astype(str)``: a fixed-width copy would take the longest id's size per id
-            if ids.dtype != object or not all(isinstance(v, str) for v in ids.tolist()):
-                ids = np.array([str(v) for v in ids.reshape(-1).tolist()], dtype=object)
-            self.kind = "str"
+    def __init__(self, ids: Iterable[Any]):
+        ids = raw_ids(ids if isinstance(ids, np.ndarray) else list(ids))
+        self.kind = "int" if ids.dtype.kind == "i" else "str"
         self.ids: np.ndarray = _readonly(ids) if ids.dtype != object else ids
         self._lookup: dict[Any, int] | None = None
         if len(self._index) != len(ids):
@@ -218,6 +274,8 @@ def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if hi - base < 4 * len(values) + 1024:
             offsets = values - base if base else values
             present = np.bincount(offsets, minlength=hi - base + 1) > 0
+            if present[lo - base :].all():  # every value of lo..hi occurs: the index is value - lo
+                return np.arange(lo, hi + 1, dtype=np.int64), values - lo
             rank = np.cumsum(present, dtype=np.int64) - 1
             codes = rank[offsets]
             del offsets, rank
@@ -318,8 +376,8 @@ class Ratings:
         """
         if duplicates not in ("error", "last", "mean"):
             raise DataError(f"duplicates must be 'error', 'last' or 'mean', not {duplicates!r}", source=name)
-        users = _raw_ids(users)
-        items = _raw_ids(items)
+        users = raw_ids(users)
+        items = raw_ids(items)
         try:
             values = np.asarray(ratings, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
@@ -391,10 +449,11 @@ class Ratings:
                duplicates: DuplicatePolicy, name: str, line_numbers: Any) -> "Ratings":
         """The container, after the duplicate policy; indices and values are already checked."""
         where = (lambda k: int(line_numbers[k])) if line_numbers is not None else (lambda k: None)
-        keys = u_idx * len(item_vocab) + i_idx
-        sorted_keys = keys.copy()
-        sorted_keys.sort()  # a plain sort finds out whether any pair repeats
+        sorted_keys = u_idx * len(item_vocab) + i_idx  # one int64 key per (user, item) pair
+        if not _increasing(sorted_keys):  # a file sorted by user, then item (MovieLens') needs no sort
+            sorted_keys.sort()  # in place: a plain sort finds out whether any pair repeats
         if bool(np.any(sorted_keys[1:] == sorted_keys[:-1])):
+            keys = u_idx * len(item_vocab) + i_idx
             order = np.argsort(keys, kind="stable")
             sorted_keys = keys[order]
             dup = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
@@ -425,7 +484,8 @@ class Ratings:
                 u_idx, i_idx = u_idx[keep], i_idx[keep]
                 values = sums / counts  # keep[g] is the first pair of group g, in uniq's order
                 ts = None if ts is None else ts[keep]
-        del keys, sorted_keys
+            del keys
+        del sorted_keys
         if scale is None:
             scale = (float(values.min()), float(values.max()))
         # checked: indices inside the vocabularies, finite values, no pair twice
