@@ -220,3 +220,18 @@ def test_dense_table_gradient_is_bit_identical_to_zeros_plus_the_read_rows():
         former = torch.zeros_like(grad)
         former.index_copy_(0, torch.cat([t.columns, t.columns + encoder.n_columns]), both)
         assert torch.equal(grad, former)
+
+
+def test_average_with_a_dense_optimizer_is_the_loops_lerp_bit_for_bit():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(4))]
+    optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=DECAY)
+    average = WeightAverage(params, 0.95, optimizer)
+    expected = [p.detach().clone() for p in params]
+    for step in range(8):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(step))
+        optimizer.step()
+        average.update()
+        torch._foreach_lerp_(expected, [p.detach() for p in params], 1.0 - 0.95)
+    assert all(torch.equal(a, e) for a, e in zip(average.averaged(), expected))

@@ -36,6 +36,14 @@ so :class:`WeightAverage` updates a table row only when a step touches it (first
 from its last update with the row's value before the step, then the step's own EMA update)
 and catches every row up when the average is read. The averaged weights read are the dense
 EMA of the same (lazy) parameter trajectory, to float rounding.
+
+When it pays: the row-wise path gathers and scatters p, m, v and the average of every touched
+row, several passes where fused dense AdamW makes one over contiguous memory. It is cheaper
+only when a step reads a small share of the rows. With dlf's default block sampler (16 × 16
+groups, input dropout 0.5) a step reads 85-90% of every table's rows at 1M-16M ratings, and
+the row-wise optimizer and average cost 13-17 times the dense ones
+(``benchmarks/sparse_optim.py``, docs/speed/sparse_optim.json): train with
+``sparse_tables=False`` there.
 """
 
 from __future__ import annotations
