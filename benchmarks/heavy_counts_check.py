@@ -4,10 +4,11 @@
 
 With s = 1.2 the counts span 0 to tens of thousands (a play-count set's shape). Scored on a
 held-out 10%: the held-out Poisson NLL per count of the true rates, of dlfm's ``baseline``
-(Gaussian biases on the raw counts, its prediction used as a rate), of Poisson biases (a
-log-rate offset per user and item, fitted by alternating closed-form updates: the offsets
-this check proposes for ``dlf --likelihood poisson``), and of ``dlf --likelihood poisson``
-with its defaults; and the range of each model's predicted rates beside the data's.
+(Gaussian biases on the raw counts, its prediction used as a rate), of Poisson biases alone
+(a log-rate offset per user and item, :mod:`dlfm.models.offsets`), of ``dlf --likelihood
+poisson`` with its defaults (those offsets plus the network, encoders reading log(1 + count)),
+with ``offsets=global`` (the model before the offsets), and of ``vdlf``; and the range of each
+model's predicted rates beside the data's.
 
     python benchmarks/heavy_counts_check.py --json heavy.json
 """
@@ -25,6 +26,7 @@ from scipy.special import gammaln
 from dlfm.data.ratings import Ratings
 from dlfm.data.splits import holdout
 from dlfm.models import create
+from dlfm.models.offsets import RowOffsets
 
 
 def generate(n_users: int, n_items: int, n_counts: int, spread: float, seed: int) -> tuple[Ratings, np.ndarray]:
@@ -43,20 +45,6 @@ def generate(n_users: int, n_items: int, n_counts: int, spread: float, seed: int
 def poisson_nll(y: np.ndarray, rate: np.ndarray) -> float:
     rate = np.maximum(rate, 1e-9)
     return float(np.mean(rate - y * np.log(rate) + gammaln(y + 1)))
-
-
-def poisson_biases(train: Ratings, n_iter: int = 30, prior: float = 1.0) -> tuple[float, np.ndarray, np.ndarray]:
-    """log λ = m + a_u + b_i by alternating exact updates (each a_u solves its own score
-    equation given b), with ``prior`` pseudo-observations at the global rate for shrinkage."""
-    y, u, i = train.ratings, train.users, train.items
-    m = math.log(max(y.mean(), 1e-9))
-    a, b = np.zeros(train.n_users), np.zeros(train.n_items)
-    for _ in range(n_iter):
-        ey = np.bincount(u, weights=np.exp(m + b[i]), minlength=train.n_users)
-        a = np.log((np.bincount(u, weights=y, minlength=train.n_users) + prior * math.exp(m)) / (ey + prior * math.exp(m)))
-        ex = np.bincount(i, weights=np.exp(m + a[u]), minlength=train.n_items)
-        b = np.log((np.bincount(i, weights=y, minlength=train.n_items) + prior * math.exp(m)) / (ex + prior * math.exp(m)))
-    return m, a, b
 
 
 def main() -> None:
@@ -90,11 +78,18 @@ def main() -> None:
           f"max {y.max():.0f} (test part)")
     record("truth", true_rate, 0.0)
     started = time.perf_counter()
-    m, a, b = poisson_biases(fold.train)
-    record("poisson biases (offsets)", np.exp(m + a[fold.test.users] + b[fold.test.items]), time.perf_counter() - started)
-    for name, model in (("baseline (gaussian biases)", create("baseline")),
-                        ("dlf poisson (defaults)", create("dlf", likelihood="poisson", max_epochs=args.max_epochs,
-                                                          verbose=False))):
+    m = math.log(max(fold.train.ratings.mean(), 1e-3))
+    offsets = RowOffsets.fit(fold.train, "poisson", m)
+    record("poisson biases (offsets)", np.exp(m + offsets.pair(fold.test.users, fold.test.items).astype(np.float64)),
+           time.perf_counter() - started)
+    models = {"baseline (gaussian biases)": create("baseline"),
+              "dlf poisson (defaults: per-row offsets, log inputs)": create(
+                  "dlf", likelihood="poisson", max_epochs=args.max_epochs, verbose=False),
+              "dlf poisson, offsets=global": create("dlf", likelihood="poisson", offsets="global",
+                                                    max_epochs=args.max_epochs, verbose=False),
+              "vdlf poisson (defaults)": create("vdlf", likelihood="poisson", max_epochs=args.max_epochs,
+                                                verbose=False)}
+    for name, model in models.items():
         started = time.perf_counter()
         model.fit(fold.train)
         predicted = model.predict_indices(fold.test.users, fold.test.items)

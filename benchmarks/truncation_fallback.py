@@ -67,8 +67,8 @@ def main() -> None:
     base = BaselineModel().fit(train)
     mu = train.global_mean
     users, items = np.arange(train.n_users), np.arange(train.n_items)
-    unknown_item = np.clip(model._mean_indices(users, np.full(len(users), -1)), *train.scale)
-    unknown_user = np.clip(model._mean_indices(np.full(len(items), -1), items), *train.scale)
+    unknown_item = np.clip(model._mean_indices(model.scorer_, users, np.full(len(users), -1)), *train.scale)
+    unknown_user = np.clip(model._mean_indices(model.scorer_, np.full(len(items), -1), items), *train.scale)
     gap_item = np.abs(unknown_item - np.clip(mu + base.user_bias_, *train.scale))
     gap_user = np.abs(unknown_user - np.clip(mu + base.item_bias_, *train.scale))
     out = {"p": args.p, "m": args.m, "fit_seconds": fit,

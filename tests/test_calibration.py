@@ -34,8 +34,8 @@ def short_rows() -> Ratings:
 
 def sigma_reading(model, data: Ratings, validation: Ratings) -> float:
     """The model's σ estimate on ``validation`` with its encoders reading ``data``."""
-    model._use_incidence(Incidence(data, model.center_))
-    return model._estimate_noise(validation)
+    scorer = model.make_scorer(model.network_, model.likelihood_, Incidence(data, model.center_), model.device_)
+    return model.estimate_noise(scorer, validation)
 
 
 @pytest.mark.parametrize("name", ["dlf", "vdlf"])

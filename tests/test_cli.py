@@ -200,7 +200,23 @@ def test_bad_params_on_the_command_line_are_one_line_errors(tmp_path, capsys):
     write_ratings(synthetic(30, 20, 200, seed=0), path)
     for model, pair in (("dlf", "lr=nan"), ("dlf", "weight_decay=nan"), ("dlf", "seed=-1"),
                         ("dlf", "seed=99999999999999999999999"), ("baseline", "reg_user=nan"), ("mf", "reg=nan"),
-                        ("mf", "noise=nan"), ("dlf", "hidden=2.5")):
+                        ("mf", "noise_scale=nan"), ("dlf", "hidden=2.5")):
         code, _, err = run(["train", str(path), "--model", model, "--param", pair, "-o", str(tmp_path / "m.dlfm")], capsys)
         assert code == 2 and err.count("\n") == 1 and f"dlfm params {model}" in err, (pair, err)
     assert not (tmp_path / "m.dlfm").exists()
+
+
+def test_likelihood_option_takes_exactly_the_registry(tmp_path, capsys):
+    from dlfm.cli.main import build_parser
+    from dlfm.cli.model_commands import model_params
+    from dlfm.nn.likelihoods import LIKELIHOODS
+
+    parser = build_parser()
+    for name in LIKELIHOODS:
+        args = parser.parse_args(["train", "x.csv", "--model", "dlf", "--likelihood", name, "-o", "m.dlfm"])
+        assert model_params(args)["likelihood"] == name
+    path = tmp_path / "r.csv"
+    write_ratings(synthetic(30, 20, 200, seed=0), path)
+    code, _, err = run(["train", str(path), "--model", "dlf", "--likelihood", "laplace", "-o", str(tmp_path / "m")],
+                       capsys)
+    assert code == 2 and err.count("\n") == 1 and "--likelihood" in err and ", ".join(LIKELIHOODS) in err, err

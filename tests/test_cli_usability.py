@@ -208,7 +208,7 @@ def test_new_user_ratings_outside_the_scale_are_an_error(files, capsys):
     lo, hi = load(files["base"]).scale_
     code, _, err = run(["recommend", str(files["base"]), "--ratings", f"{item}:50"], capsys)
     assert code == 2 and f"rating 50 of item '{item}' is outside the model's rating scale [{lo:g}, {hi:g}]" in err
-    model = create("mf", n_epochs=1, n_samples=0).fit(synthetic(20, 10, 100, seed=0))
+    model = create("mf", n_epochs=1, gibbs_sweeps=0).fit(synthetic(20, 10, 100, seed=0))
     from dlfm.errors import ConfigError
 
     with pytest.raises(ConfigError, match="outside the model's rating scale"):
@@ -360,3 +360,16 @@ def test_cv_given_u1_files_equals_official_fold_1(ml100k_root, tmp_path, capsys)
     given = json.loads((tmp_path / "given.json").read_text())["folds"][0]
     official = json.loads((tmp_path / "official.json").read_text())["folds"][0]
     assert code == 0 and given["rmse"] == official["rmse"] and given["n_unknown"] == official["n_unknown"]
+
+
+def test_the_one_is_main_process_decides_without_torch_in_a_plain_run():
+    import os
+
+    probe = ("import sys; from dlfm.cli.common import is_main_process; from dlfm.cli.main import build_parser; "
+             "build_parser(); print(is_main_process(), 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env={**os.environ, "WORLD_SIZE": "1"})
+    assert proc.returncode == 0 and proc.stdout.split() == ["True", "False"], proc.stderr
+    import dlfm.training.distributed as distributed
+
+    assert not hasattr(distributed, "is_main_process")  # one test of "process 0", in dlfm.cli.common

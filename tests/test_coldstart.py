@@ -63,7 +63,7 @@ def test_baseline_new_item_by_hand(tiny):
 def test_mf_new_item_reproduces_the_last_als_item_update(lowrank):
     """The ALS warm start ends with an item update against the final user factors, which is
     exactly the fold-in solve: folding an item back in from all its ratings gives its predictions."""
-    model = create("mf", n_samples=0, n_epochs=3).fit(lowrank)
+    model = create("mf", gibbs_sweeps=0, n_epochs=3).fit(lowrank)
     j = 7
     col = lowrank.items == j
     ratings = dict(zip(lowrank.user_vocab.raw(lowrank.users[col]), lowrank.ratings[col].tolist()))
@@ -95,7 +95,7 @@ def test_cold_start_protocol_end_to_end(lowrank, side):
 
 
 def test_mf_fold_in_beats_the_mean_on_low_rank_data(lowrank):
-    mf = cold_start("mf", {"n_samples": 5}, lowrank, given=[20], k=3, reference=False, only_fold=1)
+    mf = cold_start("mf", {"gibbs_sweeps": 5}, lowrank, given=[20], k=3, reference=False, only_fold=1)
     mean = cold_start("mean", {}, lowrank, given=[20], k=3, reference=False, only_fold=1)
     assert "retrained" not in mf["mean"]["20"]
     assert mf["mean"]["20"]["fold_in"]["rmse"] < mean["mean"]["20"]["fold_in"]["rmse"] - 0.1

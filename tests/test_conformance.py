@@ -62,7 +62,7 @@ class TestMF(ModelConformance):
     (measured 0.018; the global mean 0.57)."""
 
     name = "mf"
-    params = dict(n_factors=2, n_samples=5)
+    params = dict(n_factors=2, gibbs_sweeps=5)
     expected_rmse, rmse_tol = 0.3939, 0.002
     planted = staticmethod(partial(planted_low_rank, biased=True))
     planted_params = dict(reg=0.01)
@@ -74,10 +74,10 @@ class TestPMF(ModelConformance):
     0.030; the global mean 0.44)."""
 
     name = "pmf"
-    params = dict(n_factors=2, n_samples=5)
+    params = dict(n_factors=2, gibbs_sweeps=5)
     expected_rmse, rmse_tol = 0.6635, 0.002
     planted = staticmethod(partial(planted_low_rank, biased=False))
-    planted_params = dict(reg=0.01, n_samples=0, n_epochs=30)
+    planted_params = dict(reg=0.01, gibbs_sweeps=0, n_epochs=30)
     planted_rmse = 0.06
 
 

@@ -59,7 +59,8 @@ def test_an_empty_share_still_takes_a_step():
     """A block with fewer ratings than processes gives some rank an empty batch; its loss is 0
     with gradients (not NaN), so that rank takes the step too."""
     from dlfm.models import create
-    from dlfm.training.batching import Incidence
+    from dlfm.training.batching import Incidence, batch_codes
+    from dlfm.training.trainer import StepContext
 
     data = synthetic(30, 20, 200, seed=1)
     model = create("dlf", hidden=8, latent=2, decoder_hidden=4, max_epochs=1, verbose=False, device="cpu").fit(data)
@@ -67,8 +68,8 @@ def test_an_empty_share_still_takes_a_step():
     sampler = model.make_sampler(inc, shard=(1, 2))
     held = np.zeros(data.n_users, dtype=bool), np.zeros(data.n_items, dtype=bool)
     batch = sampler.make_batch(np.zeros(0, dtype=np.int64), *held)
-    model.incidence_ = inc
     model.network_.train()
-    loss = model._loss(batch, *model._batch_codes(batch))
+    context = StepContext(model.network_, model.likelihood_, inc, progress=1.0)
+    loss = model.training_loss(batch, *batch_codes(model.network_, batch, model.device_), context)
     assert loss.item() == 0.0
     loss.backward()

@@ -11,7 +11,7 @@ from dlfm.datasets import synthetic
 from dlfm.evaluation.metrics import rmse
 from dlfm.models import create
 from dlfm.models.base import Recommender
-from dlfm.training.batching import BlockSampler, Incidence
+from dlfm.training.batching import batch_codes as batch_codes_of, BlockSampler, Incidence
 
 FAST = dict(hidden=32, latent=8, decoder_hidden=16, max_epochs=3, batch_size=256, verbose=False, ema_decay=0.0,
             lr=3e-3)
@@ -32,14 +32,13 @@ def batch_codes(model, ratings, removal):
     batch each rating fell in."""
     model.network_.eval()
     inc = Incidence(ratings, model.center_)
-    model._use_incidence(inc)
     sampler = BlockSampler(inc, 500, input_keep=1.0, max_neighbors=None, seed=0, removal=removal)
     users = torch.zeros(len(ratings), model.latent)
     items = torch.zeros(len(ratings), model.latent)
     batch_of = np.zeros(len(ratings), dtype=np.int64)
     with torch.no_grad():
         for number, batch in enumerate(sampler):
-            users[batch.ratings], items[batch.ratings] = model._batch_codes(batch)
+            users[batch.ratings], items[batch.ratings] = batch_codes_of(model.network_, batch, model.device_)
             batch_of[batch.ratings] = number
     return users, items, batch_of
 
@@ -108,18 +107,20 @@ def test_transposed_backward_matches_autograd():
 def test_no_test_rating_reaches_the_encoders(data):
     fold = holdout(data, 0.2, seed=0)
     model = create("dlf", **FAST).fit(fold.train)
-    assert len(model.incidence_) == len(fold.train)
+    incidence = model.scorer_.incidence
+    assert len(incidence) == len(fold.train)
     train_keys = set((fold.train.users * data.n_items + fold.train.items).tolist())
-    encoded = set((model.incidence_.users * data.n_items + model.incidence_.items).tolist())
+    encoded = set((incidence.users * data.n_items + incidence.items).tolist())
     assert encoded == train_keys
     before = model.predict_indices(fold.test.users, fold.test.items)
-    # every cache dropped: the codes are recomputed from the stored training ratings alone
-    model._use_incidence(Incidence(fold.train, model.center_))
-    assert model._codes is None and model._mc_codes is None
+    # a fresh scorer (no cached codes): the codes are recomputed from the stored training ratings alone
+    model.scorer_ = model.make_scorer(model.network_, model.likelihood_, Incidence(fold.train, model.center_),
+                                      model.device_)
     after = model.predict_indices(fold.test.users, fold.test.items)
     assert np.array_equal(before, after)
     # and they do read those ratings: encoders given the test ratings too predict otherwise
-    model._use_incidence(Incidence(data, model.center_))
+    model.scorer_ = model.make_scorer(model.network_, model.likelihood_, Incidence(data, model.center_),
+                                      model.device_)
     assert not np.allclose(after, model.predict_indices(fold.test.users, fold.test.items))
 
 

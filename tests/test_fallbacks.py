@@ -34,4 +34,4 @@ def test_unknown_item_is_the_users_baseline(fitted):
 def test_known_pairs_keep_the_networks_prediction(fitted):
     data, model = fitted
     u, i = data.users[:50], data.items[:50]
-    np.testing.assert_allclose(model.predict_indices(u, i), np.clip(model._mean_indices(u, i), *data.scale))
+    np.testing.assert_allclose(model.predict_indices(u, i), np.clip(model._mean_indices(model.scorer_, u, i), *data.scale))

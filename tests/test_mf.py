@@ -55,18 +55,18 @@ def test_validation_trace_equals_stopping_there(lowrank, name):
     fold = holdout(lowrank, 0.2, seed=0)
     fit, val = fold.train, fold.test
     params = {"n_factors": 3, "n_epochs": 3}
-    traced = create(name, **params, n_samples=6).fit(fit, validation=val)
+    traced = create(name, **params, gibbs_sweeps=6).fit(fit, validation=val)
     assert [h["epoch"] for h in traced.history_] == list(range(1, 10))
-    for n_samples in (0, 4):
-        model = create(name, **params, n_samples=n_samples).fit(fit)
+    for sweeps in (0, 4):
+        model = create(name, **params, gibbs_sweeps=sweeps).fit(fit)
         score = rmse(val.ratings, model.predict_indices(val.users, val.items))
-        assert traced.history_[params["n_epochs"] + n_samples - 1]["val_rmse"] == pytest.approx(score, abs=1e-9)
+        assert traced.history_[params["n_epochs"] + sweeps - 1]["val_rmse"] == pytest.approx(score, abs=1e-9)
 
 
 def test_averaging_beats_the_warm_start(lowrank):
     fold = holdout(lowrank, 0.2, seed=0)
     fit, val = fold.train, fold.test
-    model = create("mf", n_samples=40).fit(fit, validation=val)
+    model = create("mf", gibbs_sweeps=40).fit(fit, validation=val)
     assert model.history_[-1]["val_rmse"] < model.history_[model.n_epochs - 1]["val_rmse"]
     assert model.user_factors_.shape == (lowrank.n_users, 40 * model.n_factors)
 
@@ -76,9 +76,9 @@ def test_pmf_has_no_biases(lowrank):
     assert np.all(model.user_bias_ == 0) and np.all(model.item_bias_ == 0)
 
 
-@pytest.mark.parametrize("n_samples", [0, 5])
-def test_fold_in_of_a_training_user_reproduces_its_predictions(lowrank, n_samples):
-    model = create("mf", n_samples=n_samples, n_epochs=20).fit(lowrank)
+@pytest.mark.parametrize("gibbs_sweeps", [0, 5])
+def test_fold_in_of_a_training_user_reproduces_its_predictions(lowrank, gibbs_sweeps):
+    model = create("mf", gibbs_sweeps=gibbs_sweeps, n_epochs=20).fit(lowrank)
     user = 7
     rated = lowrank.users == user
     ratings = dict(zip(lowrank.item_vocab.raw(lowrank.items[rated]), lowrank.ratings[rated]))
@@ -86,11 +86,11 @@ def test_fold_in_of_a_training_user_reproduces_its_predictions(lowrank, n_sample
     again = model.predict_new_user(ratings, items)
     known = model.predict_indices(np.full(lowrank.n_items, user), np.arange(lowrank.n_items))
     # after Gibbs sweeps the fold-in is exactly what fitting did; ALS is only near its fixed point
-    assert np.allclose(again, known, atol=1e-8 if n_samples else 1e-3)
+    assert np.allclose(again, known, atol=1e-8 if gibbs_sweeps else 1e-3)
 
 
 def test_save_load_keeps_fold_in(tmp_path, lowrank):
-    model = create("mf", n_samples=5).fit(lowrank)
+    model = create("mf", gibbs_sweeps=5).fit(lowrank)
     model.save(tmp_path / "m.dlfm")
     again = Recommender.load(tmp_path / "m.dlfm")
     items = lowrank.raw_items()[:20]
@@ -100,15 +100,15 @@ def test_save_load_keeps_fold_in(tmp_path, lowrank):
 
 
 def test_deterministic_given_seed(lowrank):
-    a = create("mf", n_samples=5).fit(lowrank).predict_indices(lowrank.users[:50], lowrank.items[:50])
-    b = create("mf", n_samples=5).fit(lowrank).predict_indices(lowrank.users[:50], lowrank.items[:50])
-    c = create("mf", n_samples=5, seed=1).fit(lowrank).predict_indices(lowrank.users[:50], lowrank.items[:50])
+    a = create("mf", gibbs_sweeps=5).fit(lowrank).predict_indices(lowrank.users[:50], lowrank.items[:50])
+    b = create("mf", gibbs_sweeps=5).fit(lowrank).predict_indices(lowrank.users[:50], lowrank.items[:50])
+    c = create("mf", gibbs_sweeps=5, seed=1).fit(lowrank).predict_indices(lowrank.users[:50], lowrank.items[:50])
     assert np.array_equal(a, b) and not np.allclose(a, c)
 
 
 def test_rows_without_ratings_get_zero_factors():
     r = Ratings.from_raw([1, 1, 2, 2, 3], [1, 2, 1, 3, 2], [5.0, 3.0, 4.0, 2.0, 1.0])
     sub = r.subset(np.array([True, True, True, True, False]))  # user 3 keeps no rating
-    model = create("mf", n_factors=2, n_samples=3).fit(sub)
+    model = create("mf", n_factors=2, gibbs_sweeps=3).fit(sub)
     assert np.all(model.user_factors_[2] == 0) and model.user_bias_[2] == 0
     assert model.predict(3, 2) == pytest.approx(np.clip(sub.global_mean + model.item_bias_[1], 1, 5))

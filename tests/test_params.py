@@ -46,8 +46,8 @@ BAD = [
     ("dlf", "interaction", None), ("dlf", "max_groups", 1), ("dlf", "batch_size", 0), ("dlf", "activation", "TANH"),
     ("vdlf", "noise", "none"), ("vdlf", "fixed_sigma", 0.0), ("vdlf", "n_samples", 0), ("vdlf", "kl_weight", -1.0),
     ("baseline", "reg_user", float("nan")), ("baseline", "n_epochs", 0), ("baseline", "reg_item", "1"),
-    ("mf", "reg", float("nan")), ("mf", "noise", float("nan")), ("mf", "n_factors", 1.5), ("mf", "biased", "yes"),
-    ("mf", "seed", 2**64), ("pmf", "n_samples", -1),
+    ("mf", "reg", float("nan")), ("mf", "noise_scale", float("nan")), ("mf", "n_factors", 1.5), ("mf", "biased", "yes"),
+    ("mf", "seed", 2**64), ("pmf", "gibbs_sweeps", -1),
 ]
 
 
@@ -80,7 +80,7 @@ def test_param_errors_name_the_parameter_and_point_at_dlfm_params(pair, message)
 def test_param_values_are_parsed_into_the_declared_types():
     assert parse_params("dlf", ["hidden=10", "lr=1e-3", "verbose=false", "likelihood=poisson", "max-epochs=3"]) == \
         {"hidden": 10, "lr": 1e-3, "verbose": False, "likelihood": "poisson", "max_epochs": 3}
-    assert parse_params("mf", ["biased=0", "noise=1"]) == {"biased": False, "noise": 1.0}
+    assert parse_params("mf", ["biased=0", "noise-scale=1"]) == {"biased": False, "noise_scale": 1.0}
 
 
 def test_dlfm_params_lists_hidden_with_its_default_and_meaning(capsys):
@@ -104,7 +104,7 @@ def test_defaults_are_unchanged():
     assert model_class("dlf").param_defaults()["hidden"] == 200
     assert model_class("mf").param_defaults() == {"n_factors": 10, "reg": 0.1, "bias_reg": 0.2, "n_epochs": 8,
                                                   "init_std": 0.1, "biased": True, "seed": 0, "reg_exponent": 1.0,
-                                                  "n_samples": 100, "noise": 1.2}
+                                                  "gibbs_sweeps": 100, "noise_scale": 1.2}
     assert model_class("vdlf").param_defaults()["fixed_sigma"] == 0.1
 
 
@@ -221,3 +221,136 @@ def test_every_tuning_search_space_lies_inside_the_declared_ranges(name):
         values = space.values if isinstance(space, Choice) else (space.low, space.high)
         for value in values:
             specs[key].check(value, name)
+
+
+# ---------------------------------------------------------------------------------- renamed parameters
+# mf/pmf renamed n_samples → gibbs_sweeps and noise → noise_scale (``renamed_params``): the old
+# names work for this release with a FutureWarning, and files saved under them load silently.
+
+def _tiny_ratings():
+    from dlfm.datasets import synthetic
+
+    return synthetic(30, 20, 300, rank=2, seed=3)
+
+
+@pytest.mark.parametrize("cls_name", ["mf", "pmf"])
+def test_a_renamed_parameter_works_in_python_with_a_future_warning_at_the_callers_line(cls_name):
+    cls = model_class(cls_name)
+    with pytest.warns(FutureWarning, match="'n_samples' is renamed 'gibbs_sweeps'") as caught:
+        model = cls(n_samples=3)
+    assert caught[0].filename == __file__  # points at this line, not inside dlfm
+    assert model.gibbs_sweeps == 3 and not hasattr(model, "n_samples")
+    assert "n_samples" not in model.get_params() and model.get_params()["gibbs_sweeps"] == 3
+    assert "n_samples" not in repr(model)
+
+
+def test_a_renamed_parameter_works_through_dlfm_create_and_set_params():
+    import dlfm
+
+    with pytest.warns(FutureWarning, match="'noise' is renamed 'noise_scale'") as caught:
+        model = dlfm.create("mf", noise=0.5)
+    assert caught[0].filename == __file__
+    assert model.get_params()["noise_scale"] == 0.5
+    with pytest.warns(FutureWarning, match="gibbs_sweeps"):
+        model.set_params(n_samples=2)
+    assert model.gibbs_sweeps == 2
+
+
+def test_old_and_new_names_give_the_same_model():
+    data = _tiny_ratings()
+    with pytest.warns(FutureWarning):
+        old = create("mf", n_samples=4, noise=0.8).fit(data)
+    new = create("mf", gibbs_sweeps=4, noise_scale=0.8).fit(data)
+    assert np.array_equal(old.predict_indices(data.users, data.items), new.predict_indices(data.users, data.items))
+
+
+def test_an_old_name_and_its_new_name_together_are_an_error():
+    with pytest.raises(ConfigError, match="give gibbs_sweeps only"):
+        create("mf", n_samples=3, gibbs_sweeps=4)
+
+
+def test_introspection_reads_the_real_init_after_the_rename_wrapper():
+    from dlfm.models import MatrixFactorization, PMF
+
+    for cls in (MatrixFactorization, PMF):
+        assert "gibbs_sweeps" in cls.param_names() and "noise_scale" in cls.param_names()
+        assert "n_samples" not in cls.param_names() and "noise" not in cls.param_names()
+        assert cls.param_defaults()["gibbs_sweeps"] == 100 and cls.param_defaults()["noise_scale"] == 1.2
+        assert "gibbs_sweeps" in inspect.signature(cls.__init__).parameters
+        assert cls.__init__.__doc__ == inspect.unwrap(cls.__init__).__doc__
+    assert PMF.renamed() == {"n_samples": "gibbs_sweeps", "noise": "noise_scale"}  # inherited
+    assert model_class("baseline").renamed() == {}
+
+
+def test_a_subclass_may_add_renames_without_its_own_init_and_they_do_not_leak_upwards():
+    from dlfm.models import BaselineModel
+
+    class Renamed(BaselineModel):
+        name = "renamed-baseline"
+        renamed_params = {"lambda_user": "reg_user"}
+
+    with pytest.warns(FutureWarning, match="'lambda_user' is renamed 'reg_user'"):
+        assert Renamed(lambda_user=3.0).reg_user == 3.0
+    assert Renamed.param_names() == BaselineModel.param_names()
+    with pytest.raises(TypeError):
+        BaselineModel(lambda_user=3.0)
+
+
+def test_a_file_saved_under_the_old_names_loads_silently_with_the_new_ones(tmp_path):
+    import warnings
+
+    from dlfm.persistence import load_payload, save_payload
+
+    data = _tiny_ratings()
+    model = create("mf", gibbs_sweeps=3, noise_scale=0.9).fit(data)
+    path = tmp_path / "new.dlfm"
+    model.save(path)
+    meta, tensors = load_payload(path)
+    params = meta["params"]
+    params["n_samples"], params["noise"] = params.pop("gibbs_sweeps"), params.pop("noise_scale")
+    old = tmp_path / "old.dlfm"
+    save_payload(old, meta, tensors)  # as a file of the previous release
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning at all
+        loaded = Recommender.load(old)
+    assert loaded.get_params() == model.get_params()
+    assert np.array_equal(loaded.predict_indices(data.users, data.items), model.predict_indices(data.users, data.items))
+    loaded.save(tmp_path / "again.dlfm")
+    assert "n_samples" not in load_payload(tmp_path / "again.dlfm")[0]["params"]  # saved under the new names
+
+
+def test_a_renamed_param_on_the_command_line_is_one_warning_line_and_saves_the_new_name(tmp_path, capsys):
+    from dlfm.datasets import write_ratings
+    from dlfm.persistence import load_payload
+
+    path = tmp_path / "r.csv"
+    write_ratings(_tiny_ratings(), path)
+    out = tmp_path / "m.dlfm"
+    assert main(["train", str(path), "--model", "mf", "--param", "n_samples=2", "--param", "noise=0.7",
+                 "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "renamed" in line]
+    assert lines == ["dlfm: warning: mf: the parameter 'n_samples' is renamed 'gibbs_sweeps'; 'n_samples' still works "
+                     "in this release but will be removed",
+                     "dlfm: warning: mf: the parameter 'noise' is renamed 'noise_scale'; 'noise' still works in this "
+                     "release but will be removed"]
+    assert "Traceback" not in err and "FutureWarning" not in err
+    params = load_payload(out)[0]["params"]
+    assert params["gibbs_sweeps"] == 2 and params["noise_scale"] == 0.7 and "n_samples" not in params
+
+
+def test_parse_params_reads_an_old_name_as_the_new_one_with_a_warning():
+    with pytest.warns(FutureWarning, match="gibbs_sweeps"):
+        assert parse_params("pmf", ["n-samples=7"]) == {"gibbs_sweeps": 7}
+
+
+def test_dlfm_params_shows_the_new_names_and_lists_the_deprecated_ones(capsys):
+    assert main(["params", "mf"]) == 0
+    out = capsys.readouterr().out
+    names = [line.split()[0] for line in out.splitlines()[1:] if line and not line.startswith(("set ", "deprecated"))]
+    assert "gibbs_sweeps" in names and "noise_scale" in names and "n_samples" not in names and "noise" not in names
+    assert "deprecated names, still accepted in this release (with a warning): n_samples → gibbs_sweeps, " \
+           "noise → noise_scale" in out
+    assert main(["params", "mf", "--json", "-"]) == 0
+    doc = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert doc["gibbs_sweeps"]["deprecated_names"] == ["n_samples"] and "deprecated_names" not in doc["reg"]

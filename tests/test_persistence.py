@@ -173,16 +173,20 @@ def test_dlfm_predict_refuses_a_pickle_payload_and_runs_nothing(tmp_path):
 
 
 # ----------------------------------------------------------------------------- outputs that are not regular files
-def _char_device(tmp_path):
-    """A null device of our own (never the system's /dev nodes): ``mknod DIR/null c 1 3``."""
-    import stat
-
-    path = tmp_path / "null"
+def _device_node(path, kind, mode, major, minor):
+    """A device node of our own (never the system's /dev nodes), or skip the test without root."""
     try:
-        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        os.mknod(path, kind | mode, os.makedev(major, minor))
     except PermissionError:
         pytest.skip("creating a device node needs root")
     return path
+
+
+def _char_device(tmp_path):
+    """A null device of our own: ``mknod DIR/null c 1 3``."""
+    import stat
+
+    return _device_node(tmp_path / "null", stat.S_IFCHR, 0o666, 1, 3)
 
 
 def test_writing_onto_a_character_device_leaves_it_a_device(tmp_path):
@@ -268,11 +272,7 @@ def test_a_block_device_is_refused(tmp_path):
 
     from dlfm.persistence import FileWriteError
 
-    path = tmp_path / "disk"
-    try:
-        os.mknod(path, stat.S_IFBLK | 0o600, os.makedev(7, 200))
-    except PermissionError:
-        pytest.skip("creating a device node needs root")
+    path = _device_node(tmp_path / "disk", stat.S_IFBLK, 0o600, 7, 200)
     with pytest.raises(FileWriteError, match="block device"):
         with atomic_write(path) as handle:
             handle.write(b"x")

@@ -149,7 +149,7 @@ def test_popular_ranks_by_count_and_predicts_the_baseline(tiny):
 
 
 def test_mf_score_matrix_is_its_unclipped_prediction(lowrank):
-    model = create("mf", n_samples=3, n_epochs=2).fit(lowrank)
+    model = create("mf", gibbs_sweeps=3, n_epochs=2).fit(lowrank)
     users, items = np.array([0, 5, -1]), np.array([1, 2, 3, -1])
     grid = model.score_matrix(users, items)
     pairs = model.score_indices(np.repeat(users, 4), np.tile(items, 3)).reshape(3, 4)

@@ -77,11 +77,11 @@ def test_cv_json_records_everything_needed_to_rerun(tmp_path, data):
     write_ratings(data, path)
     out = tmp_path / "cv.json"
     run = subprocess.run([sys.executable, "-m", "dlfm", "cv", str(path), "--model", "mf", "--folds", "kfold", "--k",
-                          "2", "--param", "n_samples=3", "--json", str(out)], capture_output=True, text=True, timeout=300)
+                          "2", "--param", "gibbs_sweeps=3", "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     doc = json.loads(out.read_text())
     assert set(doc["params"]) == set(model_class("mf").param_names())  # defaults included
-    assert doc["params"]["n_samples"] == 3 and doc["params"]["n_factors"] == 10
+    assert doc["params"]["gibbs_sweeps"] == 3 and doc["params"]["n_factors"] == 10
     assert doc["seed"] == 0 and doc["fold_names"] == ["fold1", "fold2"]
     assert {"dlfm", "torch", "numpy"} <= set(doc["versions"])
 
@@ -105,3 +105,10 @@ def test_tune_cli(tmp_path, data):
     bad = subprocess.run([sys.executable, "-m", "dlfm", "tune", str(path), "--model", "mean", "--trials", "3"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "nothing to tune" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_deprecated_name_held_fixed_holds_its_new_name_out_of_the_space(data):
+    with pytest.warns(FutureWarning, match="noise_scale"):
+        result = tune("mf", data, fixed={"noise": 1.0, "gibbs_sweeps": 2, "n_epochs": 2}, trials=2, seed=0)
+    assert result["best_params"]["noise_scale"] == 1.0 and "noise" not in result["best_params"]
+    assert "noise_scale" not in result["search_space"]

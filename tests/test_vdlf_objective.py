@@ -15,7 +15,7 @@ from torch.distributions import Normal, kl_divergence
 from dlfm.data.ratings import Ratings
 from dlfm.datasets import synthetic
 from dlfm.models import create
-from dlfm.models.neural import seeded
+from dlfm.training.trainer import StepContext, seeded
 from dlfm.models.vdlf import VariationalDeepLatentFactorModel, gaussian_kl
 from tests.conformance import NEURAL_FAST, conformance_fold, in_vocabularies
 
@@ -36,7 +36,7 @@ def one_epoch(skewed: Ratings) -> VariationalDeepLatentFactorModel:
 
 def first_batch(model: VariationalDeepLatentFactorModel) -> Any:
     """The first training batch of ``model``'s configuration."""
-    return next(iter(model.make_sampler(model.incidence_)))
+    return next(iter(model.make_sampler(model.scorer_.incidence)))
 
 
 def codes(n: int, latent: int, mean: float) -> torch.Tensor:
@@ -54,7 +54,8 @@ def loss_with(model: VariationalDeepLatentFactorModel, batch: Any, user_mean: fl
     n, latent = len(batch.targets), model.latent
     try:
         with torch.no_grad(), seeded(0):
-            return float(model._loss(batch, codes(n, latent, user_mean), codes(n, latent, item_mean)))
+            context = StepContext(model.network_, model.likelihood_, model.scorer_.incidence, progress=1.0)
+            return float(model.training_loss(batch, codes(n, latent, user_mean), codes(n, latent, item_mean), context))
     finally:
         model.set_params(**before)
 
@@ -101,14 +102,13 @@ def warmup_betas(kl_weight: float, kl_warmup: int, max_epochs: int) -> tuple[lis
     model = create("vdlf", **{**NEURAL_FAST, "max_epochs": max_epochs, "validation_ratio": 0.0},
                    kl_weight=kl_weight, kl_warmup=kl_warmup)
     betas: list[float] = []
-    loss = model._loss
+    loss = model.training_loss
 
-    def recording(*args: Any) -> torch.Tensor:
-        out = loss(*args)
-        betas.append(model._beta())  # the β this step used
-        return out
+    def recording(batch: Any, user_codes: torch.Tensor, item_codes: torch.Tensor, context: StepContext) -> torch.Tensor:
+        betas.append(model.kl_scale(context.progress))  # the β this step uses
+        return loss(batch, user_codes, item_codes, context)
 
-    model._loss = recording  # type: ignore[method-assign]
+    model.training_loss = recording  # type: ignore[method-assign]
     model.fit(conformance_fold().train)
     per_epoch = len(betas) // max_epochs
     assert len(betas) == per_epoch * max_epochs  # every epoch takes the same steps here
@@ -128,12 +128,6 @@ def test_kl_warmup_ramps_linearly_up_to_kl_weight(warmup: tuple[list[float], int
     assert betas[0] < 0.1
 
 
-WARMUP_BUG = ("bug found by this test: vdlf._beta counts len(ratings) // batch_size steps per epoch, but "
-              "BlockSampler takes one step per non-empty block (groups², here 9 against 7), so the warm-up "
-              "ends at 1.6 of its 2 epochs")
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=WARMUP_BUG)
 def test_kl_warmup_lasts_kl_warmup_epochs(warmup: tuple[list[float], int]) -> None:
     betas, per_epoch = warmup
     expected = 0.5 * np.minimum(1.0, np.arange(1, len(betas) + 1) / (2 * per_epoch))

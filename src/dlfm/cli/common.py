@@ -53,12 +53,47 @@ def add_reading_options(parser: argparse.ArgumentParser, title: str) -> Any:
     return group
 
 
+#: where a neural model computes (``--device``): the values of its ``device`` hyper-parameter
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="data directory (default: $DLFM_DATA_DIR, else ~/.cache/dlfm)")
+
+
+def add_device_option(parser: argparse.ArgumentParser, default: str = "as saved") -> None:
+    parser.add_argument("--device", choices=DEVICES, help=f"where a neural model computes (default: {default})")
+
+
+def add_threads_option(parser: argparse.ArgumentParser, scope: str = "") -> None:
+    """``--threads N`` (checked and applied by :func:`check_threads` / :func:`apply_threads`)."""
+    parser.add_argument("--threads", type=int, help=f"CPU threads for PyTorch{scope}")
+
+
+def check_threads(args: argparse.Namespace) -> None:
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError("--threads must be at least 1")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """``--threads N``: checked, then PyTorch's intra-op threads set (importing torch only then)."""
+    check_threads(args)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def add_k_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--k", type=int, default=5, help="number of folds for --folds kfold (default 5)")
+
+
 def add_data_options(parser: argparse.ArgumentParser, *, source_optional: bool = False) -> None:
     """Where data comes from: a named data set or a file, and how to read a file
     (``source_optional``: the data may come from other options, as ``cv --train --test``)."""
     parser.add_argument("source", metavar="DATASET|FILE", nargs="?" if source_optional else None,
                         help="a known data set (see `dlfm datasets`) or a rating file")
-    parser.add_argument("--data-dir", help="data directory (default: $DLFM_DATA_DIR, else ~/.cache/dlfm)")
+    add_data_dir_option(parser)
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing data set")
     group = add_reading_options(parser, "reading a rating file")
     group.add_argument("--columns", help="user,item,rating[,timestamp] columns by name or 0-based position (default 0,1,2[,3])")
@@ -96,14 +131,17 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
 
 
 def is_main_process() -> bool:
-    """False in the non-zero processes of a torchrun launch (they neither print nor write)."""
+    """Whether this process speaks and writes: true in a plain run; under torchrun only in
+    process 0 (rank 0 of the process group, which :func:`dlfm.training.distributed.world`
+    joins). The one such test of dlfm; it imports torch only when ``WORLD_SIZE`` > 1, so every
+    command's start stays free of it."""
     import os
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return True
-    from dlfm.training.distributed import is_main_process as main_process
+    from dlfm.training.distributed import world
 
-    return main_process()
+    return world()[0] == 0
 
 
 #: where ``--json -`` (and ``--output -``) write: the real standard output, while everything

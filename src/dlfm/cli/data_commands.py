@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from dlfm.cli.common import add_data_options, add_json_option, emit_json, format_table, load_source
+from dlfm.cli.common import (add_data_dir_option, add_data_options, add_json_option, emit_json, format_table,
+                             load_source)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", nargs="?", help="data set to install")
     p.add_argument("--archive", help="install from this downloaded archive instead of downloading")
     p.add_argument("--force", action="store_true", help="reinstall even when present")
-    p.add_argument("--data-dir", help="data directory (default: $DLFM_DATA_DIR, else ~/.cache/dlfm)")
+    add_data_dir_option(p)
     p.add_argument("--quiet", action="store_true")
     add_json_option(p)
     p.set_defaults(handler=run_datasets)

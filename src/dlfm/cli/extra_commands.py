@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dlfm.cli.common import add_data_options, format_table, select_folds
+from dlfm.cli.common import (add_data_dir_option, add_data_options, add_k_option, add_threads_option, apply_threads,
+                             format_table, select_folds)
 from dlfm.cli.model_commands import add_metric_options, ranking_spec
 from dlfm.errors import ConfigError
 
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_options(p)
     p.add_argument("--folds", choices=["official", "kfold"], default="official",
                    help="official folds (ML-100k: u1-u5) or seeded random K-fold (default official)")
-    p.add_argument("--k", type=int, default=5, help="number of folds for --folds kfold (default 5)")
+    add_k_option(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the random folds and of every model (default 0)")
     p.add_argument("--models", default="all", metavar="A,B,...",
                    help="methods: dlfm's (mean, baseline, pmf, mf, dlf, vdlf), Surprise's class names (SVD, SVDpp, "
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     p.add_argument("--slice-size", type=int, default=40, metavar="N",
                    help="users and items in the slice picture (default 40)")
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    add_threads_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
     add_metric_options(p)
     p.set_defaults(handler=run_benchmark)
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("model_path", metavar="MODEL", help="a saved model file")
     s.add_argument("--data", metavar="DATASET|FILE",
                    help="ratings to show and choose the slice from (default: the model's training ratings)")
-    s.add_argument("--data-dir", help="data directory (default: $DLFM_DATA_DIR, else ~/.cache/dlfm)")
+    add_data_dir_option(s)
     s.add_argument("--users", type=int, default=40, help="how many users (default 40)")
     s.add_argument("--items", type=int, default=40, help="how many items (default 40)")
     s.add_argument("--samples", type=int, default=100, help="samples of the predictive distribution (default 100)")
@@ -80,12 +81,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         raise ConfigError("--slice-size must be at least 1")
     if args.seed < 0:
         raise ConfigError("--seed must be a non-negative integer")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError("--threads must be at least 1")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     ranking = ranking_spec(args)
     methods, notes = resolve_methods(args.models)
     params = parse_method_params(args.param, methods)

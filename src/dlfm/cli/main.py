@@ -2,7 +2,9 @@
 
 Each sub-command lives in its own module with a ``register(subparsers)`` function; errors
 that a user can cause (:class:`~dlfm.errors.DlfmError`) print one clear message and exit with
-status 2, never a traceback. ``dlfm`` without a command prints the help and exits 0.
+status 2, never a traceback. ``dlfm`` without a command prints the help and exits 0. A
+:class:`FutureWarning` (e.g. a deprecated ``--param`` name, see :mod:`dlfm.models.base`) is
+printed as one line ``dlfm: warning: ...`` on standard error, without Python's source line.
 
 With ``--json -`` (or ``--output -``) standard output carries the result alone: everything
 else the command prints (tables, notes) goes to standard error, so ``dlfm ... --json - |
@@ -15,7 +17,8 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+import warnings
+from typing import Any, Sequence
 
 from dlfm import __version__
 from dlfm.cli import common
@@ -47,6 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.register(sub)
     return parser
+
+
+def _one_line_warnings(show: Any) -> Any:
+    """A :func:`warnings.showwarning` that prints a FutureWarning as ``dlfm: warning: MESSAGE``
+    on standard error and hands any other warning to ``show``."""
+
+    def showwarning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                    line: str | None = None) -> None:
+        if issubclass(category, FutureWarning):
+            print(f"dlfm: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
 
 
 def _exit_now(code: int) -> None:
@@ -89,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         common.machine_stdout = saved_stdout
         sys.stdout = sys.stderr
     try:
-        return int(args.handler(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return int(args.handler(args) or 0)
     except DlfmError as exc:
         print(f"dlfm: error: {exc}", file=sys.stderr)
         return 2

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from dlfm.cli.common import (add_data_options, add_json_option, add_reading_options, emit_json, format_table,
-                             is_main_process, load_source, select_folds)
+from dlfm.cli.common import (add_data_options, add_device_option, add_json_option, add_k_option, add_reading_options,
+                             add_threads_option, apply_threads, emit_json, format_table, is_main_process, load_source,
+                             select_folds)
 from dlfm.errors import ConfigError
 
 
@@ -19,13 +20,15 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="baseline", help="model name: mean, baseline, pmf, mf, dlf, vdlf (default baseline)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="a model hyper-parameter (repeatable), e.g. --param n_factors=50")
-    parser.add_argument("--likelihood", choices=["gaussian", "poisson", "bernoulli"],
-                        help="observation model of dlf/vdlf (default gaussian)")
+    # no argparse choices: the names are dlfm.nn.likelihoods.LIKELIHOODS (checked by the model's declared
+    # hyper-parameter in model_params), which imports torch — the parser is built for every command
+    parser.add_argument("--likelihood", metavar="NAME",
+                        help="observation model of dlf/vdlf (default gaussian; `dlfm params dlf` lists the others)")
     parser.add_argument("--binarize", type=float, metavar="THRESHOLD",
                         help="turn ratings into like (>= THRESHOLD) = 1 / dislike = 0")
     parser.add_argument("--seed", type=int, default=None, help="seed for the model and the random folds")
-    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where neural models train (default auto)")
-    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    add_device_option(parser, default="auto")
+    add_threads_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--distributed", action="store_true",
                         help="train data-parallel in --nproc-per-node processes on this machine (torchrun)")
@@ -73,7 +76,8 @@ def model_params(args: argparse.Namespace) -> dict[str, Any]:
     if args.binarize is not None and not np.isfinite(args.binarize):
         raise ConfigError("--binarize needs a finite threshold")
     params = parse_params(args.model, args.param)
-    names = set(model_class(args.model).param_names())
+    cls = model_class(args.model)
+    names, specs = set(cls.param_names()), cls.param_specs()
     for flag, key, value in (("--likelihood", "likelihood", args.likelihood), ("--device", "device", args.device),
                              ("--seed", "seed", args.seed)):
         if value is None:
@@ -82,15 +86,15 @@ def model_params(args: argparse.Namespace) -> dict[str, Any]:
             if key == "seed":
                 continue
             raise ConfigError(f"{flag} does not apply to model {args.model!r}")
+        if key in specs:  # the model's declaration is the one list of allowed values
+            try:
+                specs[key].check(value, args.model)
+            except ConfigError as exc:
+                raise ConfigError(f"{flag}: {str(exc).split(': ', 1)[1]}") from None
         params.setdefault(key, value)
     if args.quiet and "verbose" in names:
         params.setdefault("verbose", False)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError("--threads must be at least 1")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     return params
 
 
@@ -119,7 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train", metavar="FILE", help="score one fixed split: fit on this rating file (with --test)")
     p.add_argument("--test", metavar="FILE", help="... and score on this one; its ids are mapped onto the training "
                                                   "file's, unknown ones get the fallback")
-    p.add_argument("--k", type=int, default=5, help="number of folds for --folds kfold (default 5)")
+    add_k_option(p)
     p.add_argument("--fold", type=int, help="run only the N-th fold (1-based)")
     p.add_argument("--tune", type=int, default=0, metavar="TRIALS",
                    help="nested tuning: search TRIALS configurations inside each fold, on a validation part of "
@@ -170,7 +174,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=0,
                    help="draw this many samples of the predictive distribution: adds std and a 90%% interval")
     p.add_argument("--strict", action="store_true", help="unknown ids are an error instead of the fallback")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where a neural model computes (default: as saved)")
+    add_device_option(p)
     add_table_options(p, "user,item")
     add_json_option(p)
     p.set_defaults(handler=run_predict)
@@ -187,7 +191,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     who.add_argument("--ratings", help="a new user's ratings as ITEM:RATING,ITEM:RATING,...")
     p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="also rank items the user already rated")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where a neural model computes (default: as saved)")
+    add_device_option(p)
     add_table_options(p, "user")
     add_json_option(p)
     p.set_defaults(handler=run_recommend)
@@ -463,57 +467,9 @@ def _progress(args: argparse.Namespace) -> bool:
     return not args.quiet and is_main_process()
 
 
-def predict_table(model: Any, users: list[str], items: list[str], *, samples: int, strict: bool,
-                  lines: Any = None, source: str | None = None, progress: bool = False) -> dict[str, Any]:
-    """Predictions for raw (user, item) pairs as columns ``user, item, prediction[, std, q05,
-    q95], known``, computed in chunks (with a progress bar when asked). ``known`` is false
-    where the user or the item has no training rating, i.e. the fallback predicted."""
-    from tqdm import tqdm
-
-    from dlfm.cli.outputs import display_ids
-    from dlfm.errors import DataError, UnknownIdError
-
-    u = model.user_vocab_.lookup(users)
-    i = model.item_vocab_.lookup(items)
-    train = model.train_
-    has_user = (u >= 0) & (train.user_counts[np.maximum(u, 0)] > 0)
-    has_item = (i >= 0) & (train.item_counts[np.maximum(i, 0)] > 0)
-    if strict:
-        for what, raw, known in (("user", users, has_user), ("item", items, has_item)):
-            missing = np.flatnonzero(~known)
-            if len(missing):
-                k = int(missing[0])
-                problem = f"unknown {what} {raw[k]!r} (--strict)"
-                if lines is not None:
-                    raise DataError(problem, source=source, line=int(lines[k]))
-                raise UnknownIdError(problem)
-    table: dict[str, Any] = {"user": display_ids(model.user_vocab_, users, u),
-                             "item": display_ids(model.item_vocab_, items, i)}
-    n = len(u)
-    chunk = max(1, 2_000_000 // samples) if samples else 200_000
-    columns: dict[str, list[np.ndarray]] = {}
-    with tqdm(total=n, desc="predict", unit="pair", disable=True if not progress or n <= chunk else None,
-              dynamic_ncols=True) as bar:  # None: no bar where stderr is not a terminal
-        for start in range(0, n, chunk):
-            uu, ii = u[start:start + chunk], i[start:start + chunk]
-            if samples:
-                dist = model.distribution_indices(uu, ii, n_samples=samples)
-                parts = {"prediction": dist["mean"], "std": dist["std"], "q05": dist["q05"], "q95": dist["q95"]}
-            else:
-                parts = {"prediction": model.predict_indices(uu, ii)}
-            for key, value in parts.items():
-                columns.setdefault(key, []).append(np.asarray(value, dtype=np.float64))
-            bar.update(len(uu))
-    for key, parts in columns.items():
-        table[key] = np.concatenate(parts)
-    if not columns:
-        table["prediction"] = np.empty(0)
-    table["known"] = (has_user & has_item).tolist()
-    return table
-
-
 def run_predict(args: argparse.Namespace) -> int:
-    from dlfm.cli.outputs import records, write_table
+    from dlfm.cli.outputs import write_table
+    from dlfm.serving.queries import predict_table, records
 
     if args.input is None:
         if args.user is None or not args.item:
@@ -571,7 +527,8 @@ def parse_new_ratings(text: str) -> dict[str, float]:
 
 
 def run_recommend(args: argparse.Namespace) -> int:
-    from dlfm.cli.outputs import display_ids, records, write_table
+    from dlfm.cli.outputs import write_table
+    from dlfm.serving.queries import display_ids, records
 
     if args.k < 1:
         raise ConfigError(f"-k must be at least 1, not {args.k}")
@@ -609,8 +566,9 @@ def run_recommend(args: argparse.Namespace) -> int:
 
 def _recommend_many(args: argparse.Namespace, model: Any) -> int:
     """``--users FILE|all``: the top-k of many users, vectorised, to --output (and --json)."""
-    from dlfm.cli.outputs import records, write_table
+    from dlfm.cli.outputs import write_table
     from dlfm.errors import DataError
+    from dlfm.serving.queries import records
 
     if not (args.output_path or args.json_path):
         raise ConfigError("--users writes a table: give --output FILE (CSV, or .jsonl) or --json FILE")

@@ -1,4 +1,5 @@
-"""``dlfm params MODEL``: every hyper-parameter of a model, with its default, type and meaning."""
+"""``dlfm params MODEL``: every hyper-parameter of a model, with its default, type and meaning,
+and the deprecated names (``renamed_params``) still accepted for one release."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def run_params(args: argparse.Namespace) -> int:
     cls = model_class(args.model)
     specs = cls.param_specs()
     defaults = cls.param_defaults()
+    aliases: dict[str, list[str]] = {}
+    for old, new in cls.renamed().items():
+        aliases.setdefault(new, []).append(old)
     if args.json_path == "-":
         pass  # stdout is the JSON alone
     elif not specs:
@@ -35,6 +39,11 @@ def run_params(args: argparse.Namespace) -> int:
         lines += ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4] for row in rows]
         print("\n".join(lines))
         print(f"\nset one with --param NAME=VALUE, e.g. --param {rows[0][0]}={rows[0][2]}")
+        if aliases:
+            print("deprecated names, still accepted in this release (with a warning): "
+                  + ", ".join(f"{old} → {new}" for new, olds in aliases.items() for old in olds))
     emit_json(args.json_path, [{"name": s.name, "type": s.type_name, "default": defaults.get(s.name),
-                                "allowed": s.allowed(), "meaning": s.help} for s in specs.values()])
+                                "allowed": s.allowed(), "meaning": s.help,
+                                **({"deprecated_names": aliases[s.name]} if s.name in aliases else {})}
+                               for s in specs.values()])
     return 0

@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 
+from dlfm.cli.common import add_device_option, add_threads_option, apply_threads, check_threads
 from dlfm.errors import ConfigError
 
 
@@ -22,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
     p.add_argument("--workers", type=int, default=1, help="server processes, each with its own copy of the model (default 1)")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where a neural model computes (default: as saved)")
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch in each worker")
+    add_device_option(p)
+    add_threads_option(p, " in each worker")
     p.add_argument("--cache-users", type=int, default=4096,
                    help="cache the rankings of this many known users (default 4096; 0: no cache)")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20,
@@ -56,8 +57,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be from 0 to 65535, not {args.port}")
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError("--threads must be at least 1")
+    check_threads(args)
     if args.cache_users < 0:
         raise ConfigError("--cache-users must be 0 or more")
     if args.max_body_bytes < 1:
@@ -69,10 +69,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from dlfm.serving.app import CONFIG_ENV, create_app
     from dlfm.models import Recommender
 
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     if args.port:
         _check_port(args.host, args.port)
     model = Recommender.load(args.model_path, device=args.device)  # once here: a bad file fails before serving

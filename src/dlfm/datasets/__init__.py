@@ -1,5 +1,15 @@
 """Named data sets (MovieLens), their official folds, and synthetic data with known truth.
 
+Owns: the registry of named sets (:mod:`~dlfm.datasets.registry`), downloading, verifying and
+installing them (:mod:`~dlfm.datasets.store`), loading any source by name or path
+(:func:`load_any`), and generated data (:mod:`~dlfm.datasets.synthetic`). Reading and
+splitting rating files is :mod:`dlfm.data`'s.
+
+May import :mod:`dlfm.data`, :mod:`dlfm.errors`, :mod:`dlfm.persistence`; must not import
+:mod:`dlfm.models`, :mod:`dlfm.evaluation`, :mod:`dlfm.cli` or :mod:`dlfm.serving`, nor
+PyTorch at import (``dlfm info`` and ``dlfm datasets`` start without it; writing a file goes
+through :mod:`dlfm.persistence`, imported when needed).
+
 >>> from dlfm import datasets
 >>> ratings = datasets.load("ml-100k")             # DIR/ml-100k/u.data, downloading if missing
 >>> for fold in datasets.folds("ml-100k", "official"):   # u1..u5

@@ -37,44 +37,33 @@ class DatasetSpec:
     description: str = ""
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        DatasetSpec(
-            "ml-100k", GROUPLENS + "ml-100k.zip", "0e33842e24a9c977be4e0107933c0723", "ml-100k",
-            "u.data", "\t", False, (1.0, 5.0),
-            official_folds=("u1", "u2", "u3", "u4", "u5", "ua", "ub"), size_mb=4.9,
-            description="100,000 ratings (1-5) from 943 users on 1,682 movies; five official folds u1-u5",
-        ),
-        DatasetSpec(
-            "ml-1m", GROUPLENS + "ml-1m.zip", "c4d9eecfca2ab87c1945afe126590906", "ml-1m",
-            "ratings.dat", "::", False, (1.0, 5.0), size_mb=5.9,
-            description="1,000,209 ratings (1-5) from 6,040 users on 3,706 movies",
-        ),
-        DatasetSpec(
-            "ml-10m", GROUPLENS + "ml-10m.zip", "ce571fd55effeba0271552578f2648bd", "ml-10M100K",
-            "ratings.dat", "::", False, (0.5, 5.0), size_mb=63,
-            description="10,000,054 ratings (0.5-5) from 69,878 users on 10,677 movies",
-        ),
-        DatasetSpec(
-            "ml-20m", GROUPLENS + "ml-20m.zip", "cd245b17a1ae2cc31bb14903e1204af3", "ml-20m",
-            "ratings.csv", ",", True, (0.5, 5.0), size_mb=190,
-            description="20,000,263 ratings (0.5-5) from 138,493 users on 26,744 movies",
-        ),
-        DatasetSpec(
-            "ml-25m", GROUPLENS + "ml-25m.zip", "6b51fb2759a8657d3bfcbfc42b592ada", "ml-25m",
-            "ratings.csv", ",", True, (0.5, 5.0), size_mb=250,
-            description="25,000,095 ratings (0.5-5) from 162,541 users on 59,047 movies",
-        ),
-        DatasetSpec(
-            "ml-32m", GROUPLENS + "ml-32m.zip", None, "ml-32m",
-            "ratings.csv", ",", True, (0.5, 5.0), size_mb=239,
-            description="32,000,204 ratings (0.5-5) from 200,948 users on 87,585 movies",
-        ),
-        DatasetSpec(
-            "ml-latest-small", GROUPLENS + "ml-latest-small.zip", None, "ml-latest-small",
-            "ratings.csv", ",", True, (0.5, 5.0), size_mb=1.0,
-            description="about 100,000 ratings (0.5-5) from 610 users on 9,700 movies; updated by GroupLens",
-        ),
-    )
-}
+#: how each of GroupLens's rating-file layouts is delimited: (separator, has a header line)
+_MOVIELENS_LAYOUTS = {"u.data": ("\t", False), "ratings.dat": ("::", False), "ratings.csv": (",", True)}
+
+
+def _movielens(name: str, md5: str | None, ratings_file: str, scale: tuple[float, float], size_mb: float,
+               description: str, *, archive_root: str | None = None, official_folds: tuple[str, ...] = ()) -> DatasetSpec:
+    """A MovieLens set: its archive is ``GROUPLENS/NAME.zip`` with top folder ``archive_root``
+    (default ``name``), and its rating file's delimiting follows from the file's layout."""
+    sep, header = _MOVIELENS_LAYOUTS[ratings_file]
+    return DatasetSpec(name, f"{GROUPLENS}{name}.zip", md5, archive_root or name, ratings_file, sep, header, scale,
+                       official_folds=official_folds, size_mb=size_mb, description=description)
+
+
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
+    _movielens("ml-100k", "0e33842e24a9c977be4e0107933c0723", "u.data", (1.0, 5.0), 4.9,
+               "100,000 ratings (1-5) from 943 users on 1,682 movies; five official folds u1-u5",
+               official_folds=("u1", "u2", "u3", "u4", "u5", "ua", "ub")),
+    _movielens("ml-1m", "c4d9eecfca2ab87c1945afe126590906", "ratings.dat", (1.0, 5.0), 5.9,
+               "1,000,209 ratings (1-5) from 6,040 users on 3,706 movies"),
+    _movielens("ml-10m", "ce571fd55effeba0271552578f2648bd", "ratings.dat", (0.5, 5.0), 63,
+               "10,000,054 ratings (0.5-5) from 69,878 users on 10,677 movies", archive_root="ml-10M100K"),
+    _movielens("ml-20m", "cd245b17a1ae2cc31bb14903e1204af3", "ratings.csv", (0.5, 5.0), 190,
+               "20,000,263 ratings (0.5-5) from 138,493 users on 26,744 movies"),
+    _movielens("ml-25m", "6b51fb2759a8657d3bfcbfc42b592ada", "ratings.csv", (0.5, 5.0), 250,
+               "25,000,095 ratings (0.5-5) from 162,541 users on 59,047 movies"),
+    _movielens("ml-32m", None, "ratings.csv", (0.5, 5.0), 239,
+               "32,000,204 ratings (0.5-5) from 200,948 users on 87,585 movies"),
+    _movielens("ml-latest-small", None, "ratings.csv", (0.5, 5.0), 1.0,
+               "about 100,000 ratings (0.5-5) from 610 users on 9,700 movies; updated by GroupLens"),
+)}

@@ -32,28 +32,18 @@ import scipy.sparse as sp
 from dlfm.data.ratings import Ratings
 from dlfm.data.splits import entity_folds, fold_in_split
 from dlfm.errors import ConfigError
+from dlfm.evaluation.cv import summarize
 from dlfm.evaluation.metrics import mae, rmse
-from dlfm.evaluation.ranking import RankingSpec, rank_rows
+from dlfm.evaluation.ranking import RankingSpec, comma_tokens, rank_rows, whole_number
 from dlfm.models import create
 from dlfm.models.base import Recommender, versions
 
 
 def parse_given(text: str, flag: str = "--given") -> list[int]:
     """``"5,10,20"`` → ``[5, 10, 20]`` (sorted, distinct, each at least 1)."""
-    values = []
-    for token in str(text).split(","):
-        token = token.strip()
-        if not token:
-            continue
-        try:
-            n = int(token)
-        except ValueError:
-            raise ConfigError(f"{flag} expects whole numbers separated by commas, not {text!r}") from None
-        if n < 1:
-            raise ConfigError(f"{flag}: {n} — each value must be at least 1")
-        values.append(n)
-    if not values:
-        raise ConfigError(f"{flag} names no value")
+    values = [whole_number(token, f"{flag} expects whole numbers separated by commas, not {text!r}",
+                           f"{flag}: {token} — each value must be at least 1")
+              for token in comma_tokens(text, flag, "value")]
     return sorted(set(values))
 
 
@@ -175,15 +165,12 @@ def evaluate_fold(model_name: str, params: dict[str, Any], train: Ratings, held:
 
 
 def _mean_std(records: list[dict[str, Any]], part: str) -> tuple[dict[str, float], dict[str, float]]:
-    keys: list[str] = []
-    for r in records:
-        keys += [k for k in r.get(part, {}) if k not in keys]
-    mean, std = {}, {}
-    for key in keys:
-        values = [r[part][key] for r in records if key in r.get(part, {}) and np.isfinite(r[part][key])]
-        if values:
-            mean[key], std[key] = float(np.mean(values)), float(np.std(values))
-    return mean, std
+    """Mean and std over ``records`` of each metric of their ``part`` (``fold_in`` or
+    ``retrained``), by :func:`dlfm.evaluation.cv.summarize`'s rule (non-finite values left
+    out); a metric no record has a finite value of is left out altogether."""
+    mean, std, counted = summarize([r[part] for r in records if part in r])
+    empty = {key for key, n in counted.items() if n == 0}
+    return ({k: v for k, v in mean.items() if k not in empty}, {k: v for k, v in std.items() if k not in empty})
 
 
 def cold_start(model_name: str, params: dict[str, Any], ratings: Ratings, *, side: str = "user",

@@ -52,30 +52,32 @@ def _hits_row(ranked: Sequence[int], relevant: Sequence[int], k: int) -> tuple[n
     return np.isin(np.asarray(ranked)[:k], rel)[None, :], len(rel)
 
 
+def _one_list(metric: str, ranked: Sequence[int], relevant: Sequence[int], k: int) -> float:
+    """``metric``@k of one ranked list by :func:`ranking_from_hits` (a one-row hits matrix)."""
+    hits, n_rel = _hits_row(ranked, relevant, k)
+    return ranking_from_hits(hits, np.array([n_rel]), [k], (metric,))[f"{metric}@{k}"]
+
+
 def precision_at_k(ranked: Sequence[int], relevant: Sequence[int], k: int) -> float:
     """P@k = |top-k ∩ relevant| / k (a list shorter than k counts its missing places as misses);
     NaN when nothing is relevant."""
-    hits, n_rel = _hits_row(ranked, relevant, k)
-    return ranking_from_hits(hits, np.array([n_rel]), [k])[f"precision@{k}"]
+    return _one_list("precision", ranked, relevant, k)
 
 
 def recall_at_k(ranked: Sequence[int], relevant: Sequence[int], k: int) -> float:
     """R@k = |top-k ∩ relevant| / |relevant|; NaN when nothing is relevant."""
-    hits, n_rel = _hits_row(ranked, relevant, k)
-    return ranking_from_hits(hits, np.array([n_rel]), [k])[f"recall@{k}"]
+    return _one_list("recall", ranked, relevant, k)
 
 
 def ndcg_at_k(ranked: Sequence[int], relevant: Sequence[int], k: int) -> float:
     """Binary-gain NDCG@k = Σ_{hits at rank r ≤ k} 1/log2(r+1) / Σ_{r ≤ min(k, |relevant|)} 1/log2(r+1);
     NaN when nothing is relevant."""
-    hits, n_rel = _hits_row(ranked, relevant, k)
-    return ranking_from_hits(hits, np.array([n_rel]), [k])[f"ndcg@{k}"]
+    return _one_list("ndcg", ranked, relevant, k)
 
 
 def average_precision_at_k(ranked: Sequence[int], relevant: Sequence[int], k: int) -> float:
     """AP@k = Σ_{r ≤ k, hit at r} P@r / min(k, |relevant|); NaN when nothing is relevant."""
-    hits, n_rel = _hits_row(ranked, relevant, k)
-    return ranking_from_hits(hits, np.array([n_rel]), [k])[f"map@{k}"]
+    return _one_list("map", ranked, relevant, k)
 
 
 RANKING_METRICS: tuple[str, ...] = ("precision", "recall", "ndcg", "map")

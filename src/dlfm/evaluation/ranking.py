@@ -54,6 +54,27 @@ class RankingSpec:
         return {k: v for k, v in values.items() if not self.names or k in self.names}
 
 
+def comma_tokens(text: str, flag: str, what: str) -> list[str]:
+    """The stripped, non-empty comma-separated tokens of an option's ``text`` (``"5, 10,"`` →
+    ``["5", "10"]``); a :class:`ConfigError` ``"FLAG names no WHAT"`` when there are none."""
+    tokens = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not tokens:
+        raise ConfigError(f"{flag} names no {what}")
+    return tokens
+
+
+def whole_number(token: str, not_whole: str, too_small: str) -> int:
+    """``token`` as an integer of at least 1, else a :class:`ConfigError` with the message
+    ``not_whole`` (not an integer) or ``too_small`` (below 1)."""
+    try:
+        n = int(token)
+    except ValueError:
+        raise ConfigError(not_whole) from None
+    if n < 1:
+        raise ConfigError(too_small)
+    return n
+
+
 def parse_metrics(spec: str | None, threshold: float | None = None,
                   flag: str = "--metrics") -> RankingSpec | None:
     """``"rmse,mae,ndcg@10,recall@20"`` → the ranking part (``None`` when only rating metrics).
@@ -63,9 +84,7 @@ def parse_metrics(spec: str | None, threshold: float | None = None,
     naming ``flag`` for anything else."""
     if threshold is not None and not np.isfinite(threshold):
         raise ConfigError(f"--relevance-threshold must be a finite number, not {threshold}")
-    tokens = [t.strip().lower() for t in (DEFAULT_METRICS if spec is None else spec).split(",") if t.strip()]
-    if not tokens:
-        raise ConfigError(f"{flag} names no metric")
+    tokens = [t.lower() for t in comma_tokens(DEFAULT_METRICS if spec is None else spec, flag, "metric")]
     names: list[str] = []
     for token in tokens:
         if token in RATING_METRICS:
@@ -74,12 +93,8 @@ def parse_metrics(spec: str | None, threshold: float | None = None,
         if metric not in RANKING_METRICS or not at:
             raise ConfigError(f"{flag}: unknown metric {token!r}; known: rmse, mae, "
                               + ", ".join(f"{m}@K" for m in RANKING_METRICS))
-        try:
-            k = int(k_text)
-        except ValueError:
-            raise ConfigError(f"{flag}: {token!r} needs a whole number after @, e.g. {metric}@10") from None
-        if k < 1:
-            raise ConfigError(f"{flag}: {token!r}: K must be at least 1")
+        k = whole_number(k_text, f"{flag}: {token!r} needs a whole number after @, e.g. {metric}@10",
+                         f"{flag}: {token!r}: K must be at least 1")
         if f"{metric}@{k}" not in names:
             names.append(f"{metric}@{k}")
     if not names:

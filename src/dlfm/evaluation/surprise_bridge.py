@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from dlfm.data.ratings import Ratings
 from dlfm.errors import ConfigError
-from dlfm.models import split_param
+from dlfm.models.params import parse_pairs
 from dlfm.evaluation.metrics import mae, rmse
 
 #: Surprise's prediction algorithms that the benchmark runs, in its table order
@@ -69,16 +69,11 @@ def _parse_literal(text: str) -> Any:
 
 def parse_params(name: str, pairs: Sequence[str]) -> dict[str, Any]:
     """``["n_factors=50", "sim_options={'name': 'pearson'}"]`` → keyword arguments of Surprise's
-    ``name`` class (values read as Python literals, else kept as text)."""
-    cls = algorithm_class(name)
-    known = _param_names(cls)
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, value = split_param(pair)
-        if known is not None and key not in known:
-            raise ConfigError(f"Surprise's {name} has no parameter {key!r}; it has {', '.join(sorted(known))}")
-        params[key] = _parse_literal(value.strip())
-    return params
+    ``name`` class: values read as Python literals, else kept as text, since Surprise declares
+    no types (the shared reading and key check is :func:`dlfm.models.params.parse_pairs`)."""
+    known = _param_names(algorithm_class(name))
+    return parse_pairs(pairs, owner=f"Surprise's {name}", known=None if known is None else sorted(known),
+                       value_of=lambda key, text: _parse_literal(text.strip()))
 
 
 def _param_names(cls: type) -> set[str] | None:

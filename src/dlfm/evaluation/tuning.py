@@ -73,7 +73,7 @@ def tune(model_name: str, data: Ratings, *, fixed: dict[str, Any] | None = None,
     if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
         raise ConfigError(f"--timeout must be a positive number of seconds, not {timeout}")
     cls = model_class(model_name)
-    fixed = dict(fixed or {})
+    fixed = cls.canonical_params(dict(fixed or {}))  # a deprecated name must hold its new one out of the space
     space = {k: v for k, v in cls.search_space.items() if k not in fixed}
     if not space:
         raise ConfigError(f"model {model_name!r} has nothing to tune")

@@ -7,18 +7,64 @@ state ends in ``_``. Subclasses write :meth:`_fit`, :meth:`_predict_indices` and
 unknown users and items, clipping to the rating scale, top-N recommendation, save and load —
 lives here once.
 
-Unknown users and items (not in the vocabulary, or without a training rating) are predicted by
-the model's fallback, which for every model is the training mean plus whatever bias *is* known
-(the item's bias for an unknown user and vice versa), clipped to the rating scale. Pass
-``unknown="error"`` to get an :class:`~dlfm.errors.UnknownIdError` instead.
+Unknown users and items
+-----------------------
+An id not in the vocabulary (or, for the neural models, one without a training rating) is
+predicted by the model's *fallback*, clipped to the rating scale; pass ``unknown="error"`` to
+get an :class:`~dlfm.errors.UnknownIdError` instead. What the fallback is, model by model:
+
+* ``mean`` (:class:`~dlfm.models.baselines.GlobalMean`): μ, the training mean, always.
+* ``baseline`` (:class:`~dlfm.models.baselines.BaselineModel`) and ``popular``: r̂ = μ + b_u + b_i
+  with the unknown side's bias 0 (μ + b_i for an unknown user, μ + b_u for an unknown item, μ
+  for both); ``popular`` *ranks* an unknown item with score 0.
+* ``mf``: μ + b_u + b_i with the unknown side's bias *and* its factor vector 0, i.e. the same
+  μ + b_i / μ + b_u / μ, from mf's own (sweep-averaged) biases; ``pmf`` learns no biases, so
+  its fallback is μ.
+* ``dlf`` and ``vdlf``: μ + b_u + b_i (the unknown side's bias 0) from ALS biases of the
+  training ratings with ``baseline``'s default penalties (λ_u = 15, λ_i = 10, 10 sweeps;
+  ``NeuralFactorModel.fallback_biases_``), for a pair whose user or item is unknown *or has no
+  training rating*; the encoders' "nothing known" code is never used there.
+
+Renamed hyper-parameters
+------------------------
+A model that renames a hyper-parameter keeps the old name working for one release through
+``renamed_params``, the one place the aliases live::
+
+    class MatrixFactorization(Recommender):
+        renamed_params = {"n_samples": "gibbs_sweeps", "noise": "noise_scale"}   # old → new
+        def __init__(self, ..., gibbs_sweeps: int = 100, noise_scale: float = 1.2): ...
+
+and nothing else: ``__init__``, ``hyper_parameters``, ``search_space`` and the docstrings use
+the new names only. Then
+
+* ``Model(old=v)``, ``dlfm.create(name, old=v)`` and ``set_params(old=v)`` work, with a
+  :class:`FutureWarning` that names the new name (pointing at the caller's line);
+* ``--param old=v`` works, with one line ``dlfm: warning: ...`` on standard error
+  (:func:`dlfm.models.parse_params` warns, :func:`dlfm.cli.main.main` prints it);
+* a model file saved with the old names loads silently (:meth:`Recommender.load`);
+* ``get_params()``, ``repr``, saved files and every JSON document carry the new names only;
+  ``dlfm params MODEL`` lists the aliases under the table.
+
+How: :meth:`Recommender.__init_subclass__` wraps the ``__init__`` of every model class whose
+hierarchy declares a rename in a translator (:func:`_accepting_renamed`, made with
+:func:`functools.wraps`, so :func:`inspect.signature` — and with it :meth:`param_names` and
+:meth:`param_defaults` — still read the real ``__init__``). The translator reads the renames
+of ``type(self)``, so a subclass inherits its parent's aliases and may add its own (merged
+along the MRO by :meth:`Recommender.renamed`). Giving both an old and its new name is an
+error. :meth:`canonical_params` is the translation itself, for callers that hold a
+dictionary (loading a file, ``--param``, tuning).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
+import os
 import platform
+import sys
 import time
-from typing import Any, ClassVar, Iterable, Literal, Mapping, Sequence
+import warnings
+from typing import Any, Callable, ClassVar, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -88,8 +134,40 @@ def _as_ratings(data: Any, what: str) -> Ratings:
     raise ConfigError(f"{what} must be Ratings or a pandas DataFrame, not {type(data).__name__}")
 
 
+#: the folder of the dlfm package: frames below it are dlfm's own, not the caller's
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside the dlfm package, counted from the
+    function that calls :func:`warnings.warn` (so a FutureWarning points at the user's line)."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        level += 1
+        frame = frame.f_back
+    return level
+
+
+def _accepting_renamed(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` that first translates deprecated keyword names (:meth:`Recommender.canonical_params`
+    of ``type(self)``), with a FutureWarning; :func:`functools.wraps` keeps its signature."""
+
+    @functools.wraps(init)
+    def __init__(self: "Recommender", *args: Any, **kwargs: Any) -> None:
+        if kwargs and type(self).renamed():
+            kwargs = type(self).canonical_params(kwargs)
+        init(self, *args, **kwargs)
+
+    __init__._accepts_renamed = True  # type: ignore[attr-defined]
+    return __init__
+
+
 class Recommender:
-    """Base class of every model: fit on a :class:`Ratings`, predict, recommend, save, load."""
+    """Base class of every model: fit on a :class:`Ratings`, predict, recommend, save, load.
+
+    The fallback for unknown users and items and the mechanism for renamed hyper-parameters
+    (``renamed_params``) are described in the module docstring of :mod:`dlfm.models.base`.
+    """
 
     name: ClassVar[str] = "base"
     #: whether :meth:`predict_new_user` can fold in a user from ratings alone
@@ -99,6 +177,53 @@ class Recommender:
     hyper_parameters: ClassVar[tuple[Param, ...]] = ()
     #: what ``dlfm tune`` searches over (:mod:`dlfm.models.space`); empty: nothing to tune
     search_space: ClassVar[SearchSpace] = {}
+    #: deprecated hyper-parameter names still accepted for one release, old → new (see the
+    #: module docstring); a subclass lists only its own renames, its parents' are inherited
+    renamed_params: ClassVar[Mapping[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap the class's ``__init__`` in :func:`_accepting_renamed` when its hierarchy
+        renames a hyper-parameter (once: an inherited wrapper already reads ``type(self)``)."""
+        super().__init_subclass__(**kwargs)
+        renamed = cls.renamed()
+        for old, new in renamed.items():
+            if old == new or new in renamed:
+                raise TypeError(f"{cls.__name__}.renamed_params: {old!r} → {new!r} is not a rename to a final name")
+        if renamed and not getattr(cls.__init__, "_accepts_renamed", False):
+            cls.__init__ = _accepting_renamed(cls.__init__)  # type: ignore[method-assign]
+
+    @classmethod
+    def renamed(cls) -> dict[str, str]:
+        """Every deprecated hyper-parameter name of this class, old → new, along the MRO."""
+        out: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(klass.__dict__.get("renamed_params", {}))
+        return out
+
+    @classmethod
+    def canonical_params(cls, params: Mapping[str, Any], *, warn: bool = True) -> dict[str, Any]:
+        """``params`` with every deprecated name replaced by its new one (order kept); with
+        ``warn``, a :class:`FutureWarning` per old name, pointing at the caller's line.
+
+        Raises:
+            ConfigError: an old name and its new one are both given.
+        """
+        renamed = cls.renamed()
+        out: dict[str, Any] = {}
+        for key, value in params.items():
+            new = renamed.get(key)
+            if new is None:
+                if key in out:
+                    raise ConfigError(f"{cls.name}: {key} is given twice (once under its old name)")
+                out[key] = value
+                continue
+            if new in params or new in out:
+                raise ConfigError(f"{cls.name}: give {new} only ({key} is its deprecated old name)")
+            if warn:
+                warnings.warn(f"{cls.name}: the parameter {key!r} is renamed {new!r}; {key!r} still works in this "
+                              f"release but will be removed", FutureWarning, stacklevel=_caller_stacklevel())
+            out[new] = value
+        return out
 
     # ------------------------------------------------------------------ parameters
     @classmethod
@@ -140,6 +265,8 @@ class Recommender:
         return {name: getattr(self, name) for name in self.param_names()}
 
     def set_params(self, **params: Any) -> "Recommender":
+        """Set hyper-parameters by name (a deprecated name works, with a FutureWarning)."""
+        params = self.canonical_params(params)
         known = set(self.param_names())
         for key, value in params.items():
             if key not in known:
@@ -163,8 +290,10 @@ class Recommender:
             spec.check(getattr(self, name), self.name)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, train: Ratings, *, validation: Ratings | None = None) -> "Recommender":
+    def fit(self, train: Ratings, *, validation: Ratings | None = None, **options: Any) -> "Recommender":
         """Learn from ``train`` (starting over); ``validation`` may steer early stopping.
+        ``options`` are handed to :meth:`_fit`: only a model whose own ``fit`` declares
+        them takes any (the neural models' ``checkpoint_dir``, ``resume``, ``on_epoch``).
 
         ``train`` and ``validation`` are :class:`Ratings` or pandas DataFrames with user,
         item and rating columns (read by :func:`dlfm.data.io.from_dataframe`).
@@ -173,6 +302,8 @@ class Recommender:
             ConfigError: an invalid hyper-parameter (named), or no ratings.
             TrainingError: training diverged (its learned state is not finite).
         """
+        if options and type(self).fit is Recommender.fit:
+            raise TypeError(f"{type(self).__name__}.fit() takes no option {next(iter(options))!r}")
         self._validate_params()
         train = _as_ratings(train, "train")
         if validation is not None:
@@ -190,7 +321,7 @@ class Recommender:
         self.global_mean_ = train.global_mean
         self.history_: list[dict[str, float]] = []
         started = time.perf_counter()
-        self._fit(train, validation)
+        self._fit(train, validation, **options)
         self._check_finite_state()
         self.fit_seconds_ = time.perf_counter() - started
         self.card_ = {"dataset": train.name, "n_ratings": len(train), "n_users": train.n_users,
@@ -488,7 +619,10 @@ class Recommender:
                 raise ModelFileError(f"{path}: holds an unknown model {meta['model']!r}") from None
             if cls is not Recommender and not issubclass(model_cls, cls):
                 raise ModelFileError(f"{path}: holds a {meta['model']} model, not {cls.name}")
-            params = dict(meta["params"])
+            try:  # a file saved under a deprecated name loads silently, as the new name
+                params = model_cls.canonical_params(dict(meta["params"]), warn=False)
+            except ConfigError as exc:
+                raise ModelFileError(f"{path}: the file is corrupt or was edited ({exc})") from None
             if "device" in params:
                 import torch
 

@@ -23,6 +23,7 @@ from dlfm.models import register
 from dlfm.models.neural import NeuralFactorModel, batch_mean
 from dlfm.nn.keyed import OBSERVATION, keyed_uniform
 from dlfm.training.batching import Batch
+from dlfm.training.trainer import StepContext
 
 
 @register
@@ -30,15 +31,17 @@ class DeepLatentFactorModel(NeuralFactorModel):
     __doc__ = (__doc__ or "") + (NeuralFactorModel.__doc__ or "")
     name = "dlf"
 
-    def _loss(self, batch: Batch, user_codes: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
-        eta = self.network_.decoder(user_codes, item_codes)[:, 0]
-        return batch_mean(self.likelihood_.nll(eta, batch.targets.to(eta.device)))
+    def training_loss(self, batch: Batch, user_codes: torch.Tensor, item_codes: torch.Tensor,
+                      context: StepContext) -> torch.Tensor:
+        """The likelihood's mean negative log-likelihood of the batch, −log p(r | f(u, v))."""
+        eta = context.network.decoder(user_codes, item_codes)[:, 0] + context.offset
+        return batch_mean(context.likelihood.nll(eta, batch.targets.to(eta.device)))
 
     def _distribution_indices(self, users: np.ndarray, items: np.ndarray, n_samples: int, seed: int) -> torch.Tensor:
         """The point prediction's likelihood: N(r̂, σ²) with σ the RMSE on the held-out
         validation part, Bernoulli(p̂) or Poisson(λ̂), drawn by the inverse CDF of uniforms
         keyed by (``seed``, user, item)."""
-        mean = self._mean_indices(users, items)
+        mean = self._mean_indices(self.scorer_, users, items)
         u = keyed_uniform(seed, OBSERVATION, np.stack([users, items], axis=1), n_samples)
         if self.likelihood == "gaussian":
             draws = mean[:, None] + max(self.noise_std_, 1e-6) * norm.ppf(u)

@@ -11,16 +11,16 @@ Fitting has two stages.
 
    (α = 1 is the frequency-weighted penalty of ALS-WR, Zhou et al. 2008; α = 0 a plain ridge
    penalty). With the items fixed each user's [p_u, b_u] is a ridge regression with a closed
-   form, and vice versa. This alone (``n_samples=0``) is the MAP estimate, deterministic given
+   form, and vice versa. This alone (``gibbs_sweeps=0``) is the MAP estimate, deterministic given
    the seed of the initial factors.
 
-2. **Bayesian averaging** (``n_samples`` Gibbs sweeps, after Salakhutdinov & Mnih's BPMF,
+2. **Bayesian averaging** (``gibbs_sweeps`` Gibbs sweeps, after Salakhutdinov & Mnih's BPMF,
    2008, with diagonal priors): Gaussian noise of standard deviation σ, a Gaussian prior
    N(m_d, 1/λ_d) on every coordinate d of the user vectors [p_u, b_u] (and, separately, of the
    item vectors) and a Normal–Gamma hyperprior on each (m_d, λ_d). Each sweep draws the user
    hyperparameters given the users, the users given the items (each user's conditional
    posterior is Gaussian: the same ridge system as in ALS, with the prior in place of the
-   penalty), then the same for the items. σ is not sampled: it is ``noise`` times the training
+   penalty), then the same for the items. σ is not sampled: it is ``noise_scale`` times the training
    RMSE of the warm start (a plug-in estimate that goes to 0 on exactly low-rank data).
    Predictions average over the sweeps, Rao–Blackwellized: sweep s contributes the user
    vectors' conditional *means* given the item draw of that sweep, paired with that draw. The
@@ -146,13 +146,15 @@ class MatrixFactorization(Recommender):
         biased: learn b_u and b_i (``False`` gives PMF).
         seed: seed of the initial factors and of the Gibbs sampler.
         reg_exponent: α, the warm start's penalty grows as n^α with a row's rating count n.
-        n_samples: Gibbs sweeps averaged into the prediction; 0 keeps the ALS (MAP) estimate.
-            The fitted model holds ``n_samples · n_factors`` factors per user and per item.
-        noise: the sampler's noise standard deviation σ, relative to the warm start's
-            training RMSE.
+        gibbs_sweeps: Gibbs sweeps averaged into the prediction; 0 keeps the ALS (MAP)
+            estimate. The fitted model holds ``gibbs_sweeps · n_factors`` factors per user and
+            per item. (Until this release ``n_samples``, a name that elsewhere means draws of
+            the predictive distribution; the old name still works, with a FutureWarning.)
+        noise_scale: the sampler's noise standard deviation σ, as a multiple of the warm
+            start's training RMSE (until this release ``noise``; the old name still works).
 
     Defaults — n_factors=10, reg=0.1, bias_reg=0.2, reg_exponent=1.0, n_epochs=8,
-    n_samples=100, noise=1.2 — are the best of a grid scored in an earlier round on 10%
+    gibbs_sweeps=100, noise_scale=1.2 — are the best of a grid scored in an earlier round on 10%
     validation parts carved from ML-100k's official training files u1.base … u5.base. Those
     files hold the other folds' test ratings, so the defaults' figure on u1–u5 is not a clean
     test figure; ``dlfm cv ml-100k --model mf --folds official --tune N`` gives the nested one.
@@ -162,8 +164,9 @@ class MatrixFactorization(Recommender):
 
     name = "mf"
     search_space = {"n_factors": Choice((5, 10, 20, 50)), "reg": LogUniform(0.01, 1.0),
-                    "bias_reg": LogUniform(0.01, 1.0), "noise": Uniform(0.5, 2.0)}
+                    "bias_reg": LogUniform(0.01, 1.0), "noise_scale": Uniform(0.5, 2.0)}
     supports_new_users = True
+    renamed_params = {"n_samples": "gibbs_sweeps", "noise": "noise_scale"}
     hyper_parameters = (
         size_param("n_factors", "latent dimension k", high=10_000),
         Param("reg", float, "λ, the warm start's penalty (per rating when reg_exponent is 1)", low=0),
@@ -173,13 +176,14 @@ class MatrixFactorization(Recommender):
         Param("biased", bool, "learn user and item biases (false gives PMF)"),
         seed_param("seed of the initial factors and of the Gibbs sampler"),
         Param("reg_exponent", float, "α: the penalty grows as n^α with a row's rating count n", low=-4, high=4),
-        size_param("n_samples", "Gibbs sweeps averaged into the prediction (0: the ALS estimate)", low=0, high=MAX_WIDTH),
-        Param("noise", float, "the sampler's noise σ, relative to the warm start's training RMSE", low=0),
+        size_param("gibbs_sweeps", "Gibbs sweeps averaged into the prediction (0: the ALS estimate)", low=0,
+                   high=MAX_WIDTH),
+        Param("noise_scale", float, "the sampler's noise σ, as a multiple of the warm start's training RMSE", low=0),
     )
 
     def __init__(self, n_factors: int = 10, reg: float = 0.1, bias_reg: float = 0.2, n_epochs: int = 8,
                  init_std: float = 0.1, biased: bool = True, seed: int = 0, reg_exponent: float = 1.0,
-                 n_samples: int = 100, noise: float = 1.2) -> None:
+                 gibbs_sweeps: int = 100, noise_scale: float = 1.2) -> None:
         self.n_factors = n_factors
         self.reg = reg
         self.bias_reg = bias_reg
@@ -188,8 +192,8 @@ class MatrixFactorization(Recommender):
         self.biased = biased
         self.seed = seed
         self.reg_exponent = reg_exponent
-        self.n_samples = n_samples
-        self.noise = noise
+        self.gibbs_sweeps = gibbs_sweeps
+        self.noise_scale = noise_scale
 
     def _dim(self) -> int:
         return self.n_factors + (1 if self.biased else 0)
@@ -248,10 +252,10 @@ class MatrixFactorization(Recommender):
 
         resid = by_item - self._bias(user_f)[csc.indices] - self._bias(item_f)[item_of] \
             - np.einsum("nk,nk->n", user_f[csc.indices, :k], item_f[item_of, :k])
-        sigma = self.noise * float(np.sqrt(np.mean(resid ** 2)))
-        # σ = 0 (no sampling asked for, noise=0, or the warm start fits every rating exactly, e.g.
+        sigma = self.noise_scale * float(np.sqrt(np.mean(resid ** 2)))
+        # σ = 0 (no sampling asked for, noise_scale=0, or the warm start fits every rating exactly, e.g.
         # all ratings equal or a single one): the posterior is a point, the warm start's estimate
-        if self.n_samples == 0 or sigma == 0.0:
+        if self.gibbs_sweeps == 0 or sigma == 0.0:
             self.user_factors_, self.user_bias_ = user_f[:, :k], self._bias(user_f)
             self.item_factors_, self.item_bias_ = item_f[:, :k], self._bias(item_f)
             self.user_priors_ = np.zeros((0, 2, dim))
@@ -267,8 +271,8 @@ class MatrixFactorization(Recommender):
                     "prior_mean": mean, "rng": rng, "noise": sigma}
 
         pairs: list[tuple[np.ndarray, np.ndarray]] = []
-        priors = np.zeros((self.n_samples, 2, dim))  # per sweep: the users' prior penalty and mean
-        for s in range(self.n_samples):
+        priors = np.zeros((self.gibbs_sweeps, 2, dim))  # per sweep: the users' prior penalty and mean
+        for s in range(self.gibbs_sweeps):
             args = posterior(user_f, users)
             priors[s] = args["penalty"][0], args["prior_mean"]
             item_draw = item_f
@@ -417,5 +421,6 @@ class PMF(MatrixFactorization):
 
     def __init__(self, n_factors: int = 10, reg: float = 0.1, bias_reg: float = 0.2, n_epochs: int = 8,
                  init_std: float = 0.1, biased: bool = False, seed: int = 0, reg_exponent: float = 1.0,
-                 n_samples: int = 100, noise: float = 1.2) -> None:
-        super().__init__(n_factors, reg, bias_reg, n_epochs, init_std, biased, seed, reg_exponent, n_samples, noise)
+                 gibbs_sweeps: int = 100, noise_scale: float = 1.2) -> None:
+        super().__init__(n_factors, reg, bias_reg, n_epochs, init_std, biased, seed, reg_exponent, gibbs_sweeps,
+                         noise_scale)

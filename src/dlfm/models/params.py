@@ -7,7 +7,8 @@ one place a default lives). From these declarations alone
 * :meth:`Recommender.fit <dlfm.models.base.Recommender.fit>` (and loading a model file)
   validates every value by type and range, with a :class:`~dlfm.errors.ConfigError` that
   names the parameter;
-* ``--param KEY=VALUE`` is parsed into the declared type (:func:`dlfm.models.parse_params`);
+* ``--param KEY=VALUE`` is parsed into the declared type (:func:`dlfm.models.parse_params`, a
+  front end of :func:`parse_pairs`, the one reader of ``--param`` pairs);
 * ``dlfm params MODEL`` lists every hyper-parameter with its default, type and meaning.
 
 Floats must be finite (a NaN learning rate or penalty is an error, never a NaN prediction);
@@ -17,10 +18,11 @@ cast); sizes have an upper bound so that a typo cannot ask for terabytes.
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from dlfm.errors import ConfigError
 
@@ -135,6 +137,43 @@ class Param:
         except ConfigError as exc:
             raise ConfigError(f"--param {str(exc).split(': ', 1)[1]}{hint}") from None
         return value
+
+
+def split_param(pair: str) -> tuple[str, str]:
+    """``"n-factors=50"`` → ``("n_factors", "50")``; a clear error without ``=``."""
+    if "=" not in pair:
+        raise ConfigError(f"--param expects key=value, not {pair!r}")
+    key, value = pair.split("=", 1)
+    return key.strip().replace("-", "_"), value
+
+
+def parse_pairs(pairs: Iterable[str], *, owner: str, known: Sequence[str] | None,
+                value_of: Callable[[str, str], Any], key_of: Callable[[str], str] = lambda key: key,
+                see: str = "") -> dict[str, Any]:
+    """The one reader of ``--param KEY=VALUE`` pairs: ``["n-factors=50", "reg=0.1"]`` →
+    ``{"n_factors": value_of("n_factors", "50"), "reg": value_of("reg", "0.1")}``.
+
+    Each pair is split by :func:`split_param` (dashes in the key become underscores), its key
+    passed through ``key_of`` (e.g. a deprecated name to its new one) and checked against
+    ``known`` (``None``: anything goes) — an unknown key is a :class:`ConfigError` naming
+    ``owner``, the closest known key and all of them, then ``see`` — and its value text read
+    by ``value_of(key, text)``. The front ends differ only in ``value_of``:
+    :func:`dlfm.models.parse_params` reads a value by the model's declared :class:`Param`
+    (type and range checked, so ``n_factors=2.5`` is an error), while
+    :func:`dlfm.evaluation.surprise_bridge.parse_params` reads a Python literal, since
+    Surprise's classes declare no types (``sim_options={'name': 'pearson'}`` is a dict).
+    """
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, text = split_param(pair)
+        key = key_of(key)
+        if known is not None and key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            listing = f"it has {', '.join(known)}" if known else "it has no hyper-parameters"
+            raise ConfigError(f"{owner} has no parameter {key!r}; {hint}{listing}{see}")
+        params[key] = value_of(key, text)
+    return params
 
 
 def _finite(value: numbers.Real) -> bool:

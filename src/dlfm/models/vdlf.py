@@ -44,12 +44,15 @@ import math
 import numpy as np
 import torch
 
+from dlfm.data.ratings import Ratings
 from dlfm.models import register
 from dlfm.models.neural import NeuralFactorModel, batch_mean
 from dlfm.models.params import Param, size_param
+from dlfm.models.scorer import Scorer
 from dlfm.models.space import LogUniform
 from dlfm.nn.keyed import ITEM_LATENT, OBSERVATION, USER_LATENT, keyed_normal_rows, keyed_uniform
 from dlfm.training.batching import Batch
+from dlfm.training.trainer import StepContext
 
 NOISE_MODES = ("global", "per_rating", "fixed")
 
@@ -87,17 +90,6 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         self.fixed_sigma = fixed_sigma
         self.predict_samples = predict_samples
 
-    def _fit(self, train, validation) -> None:
-        self._steps = 0
-        self._steps_per_epoch = None
-        super()._fit(train, validation)
-
-    def _checkpoint_extra(self) -> dict:
-        return {"steps": self._steps}
-
-    def _restore_checkpoint_extra(self, extra: dict) -> None:
-        self._steps = int(extra.get("steps", 0))
-
     def _n_outputs(self) -> int:
         return 2 if self.noise == "per_rating" and self.likelihood == "gaussian" else 1
 
@@ -116,23 +108,26 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
             eps = torch.randn_like(mean)
         return mean + torch.exp(0.5 * log_var) * eps
 
-    def _log_sigma(self, out: torch.Tensor, predictive: bool = False) -> torch.Tensor | None:
+    def _log_sigma(self, network: torch.nn.Module, out: torch.Tensor, fixed_sigma: float) -> torch.Tensor | None:
+        """log σ of each Gaussian observation: ``fixed_sigma`` in ``fixed`` mode (the training
+        σ in the objective, the calibrated σ in a predictive distribution), else learned."""
         if self.likelihood != "gaussian":
             return None
         if self.noise == "fixed":
-            sigma = getattr(self, "noise_std_", None) if predictive else None
-            return torch.full_like(out[..., 0], math.log(sigma or self.fixed_sigma))
-        log_sigma = self.network_.log_noise.expand_as(out[..., 0])
+            return torch.full_like(out[..., 0], math.log(fixed_sigma))
+        log_sigma = network.log_noise.expand_as(out[..., 0])
         if self.noise == "per_rating":
             log_sigma = log_sigma + out[..., 1]
         return log_sigma.clamp(-5.0, 3.0)
 
     # ------------------------------------------------------------------ the objective
-    def _beta(self) -> float:
+    def kl_scale(self, progress: float) -> float:
+        """β after ``progress`` epochs: ``kl_weight``, ramped up linearly from 0 over the first
+        ``kl_warmup`` epochs (counted in steps of the sampler, so β reaches ``kl_weight`` at the
+        last step of epoch ``kl_warmup``)."""
         if self.kl_warmup <= 0:
             return self.kl_weight
-        per_epoch = max(1, len(self.incidence_) // max(1, self.batch_size))
-        return self.kl_weight * min(1.0, self._steps / (self.kl_warmup * per_epoch))
+        return self.kl_weight * min(1.0, progress / self.kl_warmup)
 
     def _kl(self, codes: torch.Tensor) -> torch.Tensor:
         mean, log_var = self._split(codes)
@@ -141,26 +136,29 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
             kl = torch.clamp(kl, min=self.free_bits)
         return kl.sum(dim=-1)
 
-    def _loss(self, batch: Batch, user_codes: torch.Tensor, item_codes: torch.Tensor) -> torch.Tensor:
-        """Negative ELBO per rating: E_q[−log p(r | u, v)] + β (KL_u / n_i + KL_v / m_j)."""
+    def training_loss(self, batch: Batch, user_codes: torch.Tensor, item_codes: torch.Tensor,
+                      context: StepContext) -> torch.Tensor:
+        """Negative ELBO per rating: E_q[−log p(r | u, v)] + β (KL_u / n_i + KL_v / m_j), with
+        n_i and m_j counted in the ratings the encoders read (``context.incidence``) and β
+        from :meth:`kl_scale`."""
+        network, likelihood, incidence = context.network, context.likelihood, context.incidence
         y = batch.targets.to(user_codes.device)
         nll = torch.zeros_like(y)
         for _ in range(self.n_samples):
-            out = self.network_.decoder(self._latent(user_codes, True), self._latent(item_codes, True))
-            nll = nll + self.likelihood_.nll(out[:, 0], y, self._log_sigma(out))
+            out = network.decoder(self._latent(user_codes, True), self._latent(item_codes, True))
+            nll = nll + likelihood.nll(out[:, 0] + context.offset, y, self._log_sigma(network, out, self.fixed_sigma))
         nll = nll / self.n_samples
-        counts_u = torch.as_tensor(self.incidence_.by_user.counts[batch.users.numpy()], dtype=y.dtype, device=y.device)
-        counts_i = torch.as_tensor(self.incidence_.by_item.counts[batch.items.numpy()], dtype=y.dtype, device=y.device)
+        counts_u = torch.as_tensor(incidence.by_user.counts[batch.users.numpy()], dtype=y.dtype, device=y.device)
+        counts_i = torch.as_tensor(incidence.by_item.counts[batch.items.numpy()], dtype=y.dtype, device=y.device)
         kl = self._kl(user_codes) / counts_u.clamp(min=1) + self._kl(item_codes) / counts_i.clamp(min=1)
-        self._steps += 1
-        return batch_mean(nll + self._beta() * kl)
+        return batch_mean(nll + self.kl_scale(context.progress) * kl)
 
     # ------------------------------------------------------------------ predictions
     #: most draws (pairs × samples × latent) held at once while predicting
     _draw_budget = 1 << 22
 
-    def _sample_outputs(self, users: np.ndarray, items: np.ndarray, n_samples: int,
-                        seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _sample_outputs(self, scorer: Scorer, users: np.ndarray, items: np.ndarray, n_samples: int,
+                        seed: int, fixed_sigma: float) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Decoder outputs for ``n_samples`` posterior draws per pair: η (n, S), log σ (n, S).
 
         The draws of u for user i are keyed by (``seed``, i) and those of v by (``seed``, j)
@@ -169,8 +167,8 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         latent = self.latent
         if len(users) > 1 and (len(np.unique(users)) + len(np.unique(items))) * n_samples * latent > 16 * self._draw_budget:
             half = len(users) // 2  # keep the keyed draws of the distinct rows within memory
-            first = self._sample_outputs(users[:half], items[:half], n_samples, seed)
-            second = self._sample_outputs(users[half:], items[half:], n_samples, seed)
+            first = self._sample_outputs(scorer, users[:half], items[:half], n_samples, seed, fixed_sigma)
+            second = self._sample_outputs(scorer, users[half:], items[half:], n_samples, seed, fixed_sigma)
             return torch.cat([first[0], second[0]]), (None if first[1] is None else torch.cat([first[1], second[1]]))
         eps_users = keyed_normal_rows(seed, USER_LATENT, users, n_samples, latent)
         eps_items = keyed_normal_rows(seed, ITEM_LATENT, items, n_samples, latent)
@@ -179,30 +177,33 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         with torch.no_grad():
             for start in range(0, len(users), chunk):
                 part = slice(start, start + chunk)
-                uc, ic = self._code_rows(users[part], items[part])
+                uc, ic = scorer.code_rows(users[part], items[part])
                 dev = uc.device
                 u = self._latent(uc.unsqueeze(1), True, eps_users[part].to(dev))
                 v = self._latent(ic.unsqueeze(1), True, eps_items[part].to(dev))
-                out = self.network_.decoder.predict(u, v)
-                etas.append(out[..., 0])
-                log_sigma = self._log_sigma(out, predictive=True)
+                out = scorer.network.decoder.predict(u, v)
+                offset = scorer.pair_offset(users[part], items[part])
+                etas.append(out[..., 0] + (offset[:, None] if torch.is_tensor(offset) else offset))
+                log_sigma = self._log_sigma(scorer.network, out, fixed_sigma)
                 if log_sigma is not None:
                     sigmas.append(log_sigma)
         eta = torch.cat(etas) if etas else torch.empty(0, n_samples)
         return eta, (torch.cat(sigmas) if sigmas else None)
 
-    def _mean_indices(self, users: np.ndarray, items: np.ndarray, mc: bool = True) -> np.ndarray:
+    def _mean_indices(self, scorer: Scorer, users: np.ndarray, items: np.ndarray, mc: bool = True) -> np.ndarray:
         """E[r] per pair: the likelihood mean averaged over ``predict_samples`` keyed posterior
         draws (the same draws for a pair in any request)."""
-        eta, _ = self._sample_outputs(users, items, self.predict_samples, self.seed)
-        return self.likelihood_.mean(eta).mean(dim=1).double().cpu().numpy()
+        eta, _ = self._sample_outputs(scorer, users, items, self.predict_samples, self.seed, self.fixed_sigma)
+        return scorer.likelihood.mean(eta).mean(dim=1).double().cpu().numpy()
 
     def _distribution_indices(self, users: np.ndarray, items: np.ndarray, n_samples: int, seed: int) -> torch.Tensor:
-        eta, log_sigma = self._sample_outputs(users, items, n_samples, seed)
+        """Draws of u and v from the posteriors and of r from the likelihood, with the σ
+        calibrated after training (``noise_std_``) in ``fixed`` mode."""
+        eta, log_sigma = self._sample_outputs(self.scorer_, users, items, n_samples, seed, self.noise_std_)
         uniform = torch.from_numpy(keyed_uniform(seed, OBSERVATION, np.stack([users, items], axis=1), n_samples))
         return self.likelihood_.sample(eta, uniform, log_sigma)
 
-    def _estimate_noise(self, data) -> float:
+    def estimate_noise(self, scorer: Scorer, data: Ratings) -> float:
         """The observation σ used for predictive distributions. Learned modes use the learned
         σ; in ``fixed`` mode (σ fixed during training) the σ that maximizes the predictive
         log-likelihood of the held-out validation ratings, mean_n log mean_s N(r_n; m_ns, σ²)
@@ -210,9 +211,9 @@ class VariationalDeepLatentFactorModel(NeuralFactorModel):
         if self.likelihood != "gaussian":
             return 0.0
         if self.noise != "fixed":
-            return float(torch.exp(self.network_.log_noise.detach()).clamp(math.exp(-5), math.exp(3)).item())
-        eta, _ = self._sample_outputs(data.users, data.items, 32, self.seed)
-        means = self.likelihood_.mean(eta).double().cpu().numpy()
+            return float(torch.exp(scorer.network.log_noise.detach()).clamp(math.exp(-5), math.exp(3)).item())
+        eta, _ = self._sample_outputs(scorer, data.users, data.items, 32, self.seed, self.fixed_sigma)
+        means = scorer.likelihood.mean(eta).double().cpu().numpy()
         y = data.ratings[:, None]
         best, best_ll = self.fixed_sigma, -np.inf
         for sigma in np.exp(np.linspace(np.log(0.05), np.log(3.0), 80)):

@@ -8,4 +8,8 @@
 
 Only :mod:`dlfm.serving.app` needs the optional ``serve`` extra (FastAPI, uvicorn); importing
 this package does not import it.
+
+May import :mod:`dlfm.models`, :mod:`dlfm.data`, :mod:`dlfm.errors`; must not import
+:mod:`dlfm.cli` (the CLI imports :mod:`dlfm.serving.queries`, not the other way round) or
+:mod:`dlfm.evaluation`.
 """

@@ -39,7 +39,7 @@ same number of steps.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -77,12 +77,17 @@ def _side(rows: np.ndarray, cols: np.ndarray, centred: np.ndarray, n_rows: int) 
 
 
 class Incidence:
-    """The training ratings by user (rows) and by item (columns), centred by ``center``."""
+    """The training ratings by user (rows) and by item (columns), as the encoders read them:
+    c = r − ``center``, or with ``log_inputs`` c = (log(1 + r) − ``center``) / ``spread``
+    (counts, whose raw values span orders of magnitude and would saturate the encoders, on the
+    log scale and standardised)."""
 
-    def __init__(self, ratings: Ratings, center: float):
+    def __init__(self, ratings: Ratings, center: float, log_inputs: bool = False, spread: float = 1.0):
         self.n_users, self.n_items = ratings.n_users, ratings.n_items
         self.center = center
-        centred = ratings.ratings - center
+        self.log_inputs = log_inputs
+        self.spread = spread
+        centred = self.inputs(ratings.ratings)
         self.users = ratings.users
         self.items = ratings.items
         self.targets = torch.from_numpy(ratings.ratings.astype(np.float32))
@@ -91,6 +96,13 @@ class Incidence:
 
     def __len__(self) -> int:
         return len(self.users)
+
+    def inputs(self, values: np.ndarray) -> np.ndarray:
+        """What an encoder reads of ratings ``values`` (also a new user's or item's)."""
+        values = np.asarray(values, dtype=np.float64)
+        if not self.log_inputs:
+            return values - self.center
+        return (np.log1p(values) - self.center) / self.spread
 
 
 @dataclass
@@ -199,6 +211,31 @@ class Batch:
     own_user_weight: torch.Tensor | None = None  # (B,) weight r_ij had in its user's row (0 if dropped)
     own_item_weight: torch.Tensor | None = None
     own_user_value: torch.Tensor | None = None   # centred r_ij
+    step: int = 0                # this batch's place in its epoch (0-based) ...
+    epoch_steps: int = 1         # ... of this many steps
+
+
+def batch_codes(network: Any, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes of each rating's user and item, from rows that do not hold the rating — the
+    second half of removal (the first is :meth:`BlockSampler.make_batch`).
+
+    With block removal the rows were gathered without the block, and each distinct row's code
+    is computed once and shared by its ratings. With per-rating removal r_ij's own term is
+    subtracted from the pre-activation of its user and its item:
+    a_i^(−j) = a_i − w_ij (c_ij A[j] + B[j]).
+    """
+    user_sums = network.user_encoder.segment_sums(batch.user_segments)
+    item_sums = network.item_encoder.segment_sums(batch.item_segments)
+    user_of, item_of = batch.user_of.to(device), batch.item_of.to(device)
+    if batch.own_user_value is None:
+        return (network.user_encoder.finish(user_sums).index_select(0, user_of),
+                network.item_encoder.finish(item_sums).index_select(0, item_of))
+    value = batch.own_user_value.to(device)
+    user_pre = user_sums.index_select(0, user_of) - network.user_encoder.entry_terms(
+        batch.items.to(device), value, batch.own_user_weight.to(device))
+    item_pre = item_sums.index_select(0, item_of) - network.item_encoder.entry_terms(
+        batch.users.to(device), value, batch.own_item_weight.to(device))
+    return network.user_encoder.finish(user_pre), network.item_encoder.finish(item_pre)
 
 
 REMOVALS = ("block", "rating")
@@ -257,11 +294,13 @@ class BlockSampler:
         order = np.argsort(block, kind="stable")
         bounds = np.searchsorted(block[order], np.arange(g * g + 1))
         rank, size = self.shard
-        for b in self.group_rng.permutation(g * g):
-            if bounds[b + 1] == bounds[b]:
-                continue  # an empty block: skipped by every process alike
+        # an empty block is skipped by every process alike
+        blocks = [b for b in self.group_rng.permutation(g * g) if bounds[b + 1] > bounds[b]]
+        for step, b in enumerate(blocks):
             members = order[bounds[b] : bounds[b + 1]][rank::size]  # distributed: this process's share
-            yield self.make_batch(members, user_group == b // g, item_group == b % g)
+            batch = self.make_batch(members, user_group == b // g, item_group == b % g)
+            batch.step, batch.epoch_steps = step, len(blocks)
+            yield batch
 
     def make_batch(self, members: np.ndarray, held_users: np.ndarray | None = None,
                    held_items: np.ndarray | None = None) -> Batch:

@@ -38,10 +38,6 @@ def world() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def is_main_process() -> bool:
-    return world()[0] == 0
-
-
 class Objective(torch.nn.Module):
     """The training loss as a module, so that DDP can wrap it: ``forward(batch) -> loss``."""
 
