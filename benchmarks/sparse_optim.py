@@ -4,8 +4,9 @@ For each size (default 1M, 4M and 16M synthetic ratings shaped like ML-20M, as i
 ``benchmarks/scale.py``) and each optimizer (``dense``: fused AdamW and the dense EMA of every
 weight; ``sparse``: :func:`dlfm.training.optim.make_optimizer` with ``sparse_tables=True`` and
 the lazy :class:`~dlfm.training.optim.WeightAverage`), in a fresh subprocess: ``--steps``
-training steps of ``dlf`` at its default configuration (no validation), driven here the way
-the training loop drives them (batches gathered in the same thread, as the loop does when
+training steps of ``dlf`` at its default configuration (no validation) on the network and
+sampler of a :class:`~dlfm.training.trainer.Trainer`, driven here the way the training loop
+drives them (batches gathered in the same thread, as the loop does when
 PyTorch has every core), timed per phase: gathering the batch (NumPy), forward, backward,
 optimizer step, weight average.
 
@@ -89,8 +90,7 @@ def one(n: int, mode: str, steps: int, threads: int, cache: str | None) -> dict:
     import torch
 
     from dlfm.models import create
-    from dlfm.nn.likelihoods import make_likelihood
-    from dlfm.training.batching import Incidence
+    from dlfm.training.trainer import Trainer
 
     try:
         from dlfm.training.optim import WeightAverage, make_optimizer
@@ -104,17 +104,12 @@ def one(n: int, mode: str, steps: int, threads: int, cache: str | None) -> dict:
     data = _ratings(n, cache)
     stages["data"] = _memory_mb()
     model = create("dlf", max_epochs=1, validation_ratio=0.0, verbose=False, device="cpu")
-    # what NeuralFactorModel._fit sets up before its training loop
-    model.device_ = torch.device("cpu")
-    model.likelihood_ = make_likelihood(model.likelihood, data.ratings)
-    model.center_ = data.global_mean
-    torch.manual_seed(model.seed)
-    model.network_ = model._build_network(data.n_users, data.n_items)
-    model._use_incidence(Incidence(data, model.center_))
+    # the trainer of a fit: network, incidence, sampler (and its own AdamW, replaced here)
+    trainer = Trainer(model, data, None)
     stages["incidence"] = _memory_mb()
-    sampler = model.make_sampler(model.incidence_)
-    net = model.network_
-    optimizer = make_optimizer(net, lr=model.lr, weight_decay=model.weight_decay, sparse_tables=mode == "sparse")
+    net, sampler = trainer.network, trainer.sampler
+    trainer.optimizer = optimizer = make_optimizer(net, lr=model.lr, weight_decay=model.weight_decay,
+                                                   sparse_tables=mode == "sparse")
     params = [p for p in net.parameters() if p.requires_grad]
     average = WeightAverage(params, model.ema_decay, optimizer)
     stages["network"] = _memory_mb()
@@ -132,7 +127,7 @@ def one(n: int, mode: str, steps: int, threads: int, cache: str | None) -> dict:
             continue
         gathered = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        loss = model._loss(batch, *model._batch_codes(batch))
+        loss = trainer.step_loss(batch)
         forward = time.perf_counter()
         loss.backward()
         backward = time.perf_counter()

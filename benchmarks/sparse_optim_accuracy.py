@@ -39,8 +39,17 @@ def fit_one(mode: str, threads: int) -> dict:
     if mode == "sparse":
         from dlfm.training.optim import make_optimizer
 
+        built = []
+        build_network = model.build_network
+
+        def remember(n_users: int, n_items: int):
+            built.append(build_network(n_users, n_items))
+            return built[-1]
+
         def sparse_adamw(params, *, lr: float, weight_decay: float):
-            return make_optimizer(model.network_, lr=lr, weight_decay=weight_decay, sparse_tables=True)
+            return make_optimizer(built[-1], lr=lr, weight_decay=weight_decay, sparse_tables=True)
+
+        model.build_network = remember  # type: ignore[method-assign]
 
         patch = mock.patch.object(loop, "adamw", sparse_adamw)
     started = time.perf_counter()
