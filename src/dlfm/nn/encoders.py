@@ -21,6 +21,11 @@ The gradient of the tables is the transposed sum, ∂L/∂A[j] = Σ_{rows i ∋ 
 (and the same without c_ij for B): with the entries grouped by column beforehand
 (:class:`dlfm.training.batching.Transpose`) it is one more embedding bag over the rows'
 gradients, instead of PyTorch's generic backward, which sorts the entries at every step.
+
+With ``sparse_gradients`` set on an encoder (:func:`dlfm.training.optim.make_optimizer` sets
+it for a row-sparse optimizer) the table's gradient is a sparse COO tensor of the rows the
+step read, instead of a dense n_columns × hidden tensor that is zero elsewhere: the same
+values, without materialising (and then updating) the rows no entry touched.
 """
 
 from __future__ import annotations
@@ -64,22 +69,36 @@ class _RowSums(torch.autograd.Function):
     entries grouped by column (``t_*``): see the module docstring."""
 
     @staticmethod
-    def forward(ctx, table, index, per_entry, offsets, t_segment, t_value, t_weight, t_offsets, t_rows):
+    def forward(ctx, table, index, per_entry, offsets, t_segment, t_value, t_weight, t_offsets, t_rows, sparse):
         ctx.save_for_backward(t_segment, t_value, t_weight, t_offsets, t_rows)
         ctx.table_shape = table.shape
+        ctx.sparse = sparse
         return F.embedding_bag(index, table, offsets, mode="sum", per_sample_weights=per_entry)
 
     @staticmethod
     def backward(ctx, grad):
         t_segment, t_value, t_weight, t_offsets, t_rows = ctx.saved_tensors
         n_rows, width = ctx.table_shape
+        n_columns, n_entries = n_rows // 2, len(t_segment)
         grad = grad.contiguous()
-        both = F.embedding_bag(torch.cat([t_segment, t_segment]), grad,
-                               torch.cat([t_offsets, t_offsets + len(t_segment)]), mode="sum",
-                               per_sample_weights=torch.cat([t_value, t_weight]))
-        table_grad = torch.zeros(n_rows, width, dtype=grad.dtype, device=grad.device)
-        table_grad.index_copy_(0, torch.cat([t_rows, t_rows + n_rows // 2]), both)
-        return (table_grad,) + (None,) * 8
+        segments = torch.cat([t_segment, t_segment])
+        per_entry = torch.cat([t_value, t_weight])
+        if ctx.sparse:
+            # a bag per column read: the gradient's rows, and which rows they are
+            touched = F.embedding_bag(segments, grad, torch.cat([t_offsets, t_offsets + n_entries]), mode="sum",
+                                      per_sample_weights=per_entry)
+            rows = torch.cat([t_rows, t_rows + n_columns]).unsqueeze(0)
+            table_grad = torch.sparse_coo_tensor(rows, touched, (n_rows, width), is_coalesced=True,
+                                                 check_invariants=False)
+        else:
+            # a bag per table row, empty for the columns no entry reads: the dense gradient in
+            # one pass, without zeroing a table and copying the read rows into it
+            counts = torch.zeros(n_columns, dtype=torch.int64, device=grad.device)
+            counts[t_rows] = torch.diff(t_offsets, append=t_offsets.new_tensor([n_entries]))
+            starts = torch.cumsum(counts, 0) - counts
+            table_grad = F.embedding_bag(segments, grad, torch.cat([starts, starts + n_entries]), mode="sum",
+                                         per_sample_weights=per_entry)
+        return (table_grad,) + (None,) * 9
 
 
 class RowEncoder(nn.Module):
@@ -90,6 +109,8 @@ class RowEncoder(nn.Module):
         super().__init__()
         std = init_std if init_std is not None else 1.0 / math.sqrt(hidden)
         self.n_columns = n_columns
+        #: the table's gradient as a sparse COO tensor of the rows read (see the module docstring)
+        self.sparse_gradients = False
         # rows 0..n-1 are A (value channel), rows n..2n-1 are B (observed channel): one table,
         # so a row's first layer is a single embedding bag over 2 × (its entries)
         self.weight = nn.Parameter(torch.randn(2 * n_columns, hidden) * std)
@@ -110,12 +131,13 @@ class RowEncoder(nn.Module):
         weighted = values * weights
         per_entry = torch.stack([weighted, weights], dim=1).reshape(-1)
         if transpose is None or not torch.is_grad_enabled():
-            sums = F.embedding_bag(index, self.weight, offsets * 2, mode="sum", per_sample_weights=per_entry)
+            sums = F.embedding_bag(index, self.weight, offsets * 2, mode="sum", per_sample_weights=per_entry,
+                                   sparse=self.sparse_gradients)
         else:
             order = transpose.order.to(columns.device)
             sums = _RowSums.apply(self.weight, index, per_entry, offsets * 2, transpose.segment.to(columns.device),
                                   weighted[order], weights[order], transpose.offsets.to(columns.device),
-                                  transpose.columns.to(columns.device))
+                                  transpose.columns.to(columns.device), self.sparse_gradients)
         return sums + self.bias
 
     def segment_sums(self, segments: Any) -> torch.Tensor:
