@@ -68,7 +68,7 @@ def _ratings(n: int, cache: str | None):
 
 
 def _loop_optimizer(network, *, lr: float, weight_decay: float, sparse_tables: bool):
-    from dlfm.training.loop import adamw
+    from dlfm.training.optim import adamw
 
     return adamw(network.parameters(), lr=lr, weight_decay=weight_decay)
 

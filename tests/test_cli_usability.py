@@ -314,7 +314,8 @@ def test_top_level_cross_validate_with_a_given_test_part(tmp_path):
 def _train_until_it_stops(verbose: bool = True) -> None:
     import torch
 
-    from dlfm.training.loop import adamw, train
+    from dlfm.training.loop import train
+    from dlfm.training.optim import adamw
 
     net = torch.nn.Linear(1, 1)
     scores = iter([0.9, 0.8, 0.85, 0.86, 0.87, 0.88])

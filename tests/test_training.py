@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dlfm.training.loop import adamw, prefetch
+from dlfm.training.loop import prefetch
+from dlfm.training.optim import adamw
 
 
 def test_prefetch_keeps_order_and_items():

@@ -215,15 +215,6 @@ def prefetch(iterable: Iterable[Any], depth: int = 2) -> Iterator[Any]:
         worker.join()
 
 
-def adamw(params: Iterable[torch.Tensor], *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW, fused into one kernel where this PyTorch has it (several times faster on CPU)."""
-    params = list(params)
-    try:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
-
-
 def _swap(params: list[torch.Tensor], values: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
     """Put ``values`` into ``params`` and return what was there (no-op for ``None``). Only the
     storages are exchanged, nothing is copied: ``values`` must not be written to meanwhile."""

@@ -45,7 +45,9 @@ the row-wise optimizer and average cost 13-17 times the dense ones
 (``benchmarks/sparse_optim.py``, docs/speed/sparse_optim.json): train with
 ``sparse_tables=False`` there. Accuracy is about the same: on ML-100k's u1 at the defaults,
 test RMSE 0.8937 with lazy updates against 0.8930 dense
-(``benchmarks/sparse_optim_accuracy.py``).
+(``benchmarks/sparse_optim_accuracy.py``). The trainer therefore builds the dense optimizer
+(:class:`~dlfm.training.trainer.Trainer`); :class:`LazyAdamW` and :class:`WeightAverage` are
+the tested pieces for a sampler whose steps read few rows, not yet wired into the loop.
 """
 
 from __future__ import annotations

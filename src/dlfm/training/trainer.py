@@ -37,7 +37,7 @@ from dlfm.data.splits import validation_split
 from dlfm.errors import ConfigError
 from dlfm.nn.encoders import DeepLatentFactorNet
 from dlfm.nn.likelihoods import Likelihood, make_likelihood
-from dlfm.training import distributed, loop
+from dlfm.training import distributed, loop, optim
 from dlfm.training.batching import Batch, Incidence, batch_codes
 from dlfm.training.loop import LoopState
 
@@ -122,7 +122,8 @@ class Trainer:
         self.incidence = model.make_incidence(self.fit_part, self.center, self.spread)
         self.rank, world_size = distributed.world()
         self.sampler = model.make_sampler(self.incidence, shard=(self.rank, world_size))
-        self.optimizer = loop.adamw(self.network.parameters(), lr=model.lr, weight_decay=model.weight_decay)
+        self.optimizer = optim.make_optimizer(self.network, lr=model.lr, weight_decay=model.weight_decay,
+                                              sparse_tables=False)
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.on_epoch = on_epoch
