@@ -148,7 +148,7 @@ def run_plot_slice(args: argparse.Namespace) -> int:
         stds[model.name] = std
     title = (f"{source}: {len(users)} most active users × {len(items)} most rated items — observed ratings and "
              f"{model.name}'s predictions (same colour scale)")
-    fig = plots.slice_figure(observed, predictions, held_out=held_out, stds=stds, scale=tuple(model.scale_),
+    fig = plots.slice_figure(observed, predictions, held_out=held_out, stds=stds, scale=tuple(model.rating_scale_),
                              title=title, n_columns=3)
     plots.save_png(fig, args.out)
     print(f"wrote {args.out}")

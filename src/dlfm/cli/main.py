@@ -53,12 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line_warnings(show: Any) -> Any:
-    """A :func:`warnings.showwarning` that prints a FutureWarning as ``dlfm: warning: MESSAGE``
-    on standard error and hands any other warning to ``show``."""
+    """A :func:`warnings.showwarning` that prints dlfm's own warnings to the user — a
+    FutureWarning (a renamed parameter) or a HeavyCountsWarning (heavy-tailed counts fitted by
+    a Gaussian model) — as ``dlfm: warning: MESSAGE`` on standard error and hands any other
+    warning to ``show``."""
 
     def showwarning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
                     line: str | None = None) -> None:
-        if issubclass(category, FutureWarning):
+        from dlfm.models.transforms import HeavyCountsWarning
+
+        if issubclass(category, (FutureWarning, HeavyCountsWarning)):
             print(f"dlfm: warning: {message}", file=sys.stderr, flush=True)
         else:
             show(message, category, filename, lineno, file, line)

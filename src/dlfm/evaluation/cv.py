@@ -66,12 +66,16 @@ def rank_and_score(model: Any, train: Ratings, test: Ratings, ranking: RankingSp
 
 
 def fit_and_score(model: Any, train: Ratings, test: Ratings, n_unknown: int,
-                  ranking: RankingSpec | None = None) -> dict[str, Any]:
-    """Fit ``model`` on ``train`` and score it on ``test``: :func:`evaluate`'s metrics, with
-    ``ranking`` the top-N metrics of :func:`rank_and_score`, then ``fit_seconds``, ``n_test``,
-    ``n_unknown`` and, for models trained in epochs, ``epochs``."""
+                  ranking: RankingSpec | None = None, rating_transform: str | None = None) -> dict[str, Any]:
+    """Fit ``model`` on ``train`` (with ``rating_transform``, e.g. ``"log1p"``, fitted on the
+    transformed ratings) and score it on ``test``, in the original scale: :func:`evaluate`'s
+    metrics, with ``ranking`` the top-N metrics of :func:`rank_and_score`, then ``fit_seconds``,
+    ``n_test``, ``n_unknown`` and, for models trained in epochs, ``epochs``."""
     started = time.perf_counter()
-    model.fit(train)
+    if rating_transform is None:
+        model.fit(train)
+    else:
+        model.fit(train, transform=rating_transform)
     fit_seconds = time.perf_counter() - started
     record = dict(evaluate(model, test))
     if ranking is not None:
@@ -120,6 +124,7 @@ def cross_validate(
     on_trial: Callable[[dict[str, Any]], None] | None = None,
     transform: Callable[[Ratings], Ratings] | None = None,
     ranking: RankingSpec | None = None,
+    rating_transform: str | None = None,
 ) -> dict[str, Any]:
     """Run ``model_name`` with ``params`` over ``folds``; returns the ``cv`` JSON document.
 
@@ -129,7 +134,9 @@ def cross_validate(
     search sees fold k's training part only) over the parameters not given in ``params``,
     the model is refitted on the whole training part with the best ones, and each fold's
     record carries its chosen parameters (``tuned``) and search summary.
-    With ``ranking``, every fold also gets the top-N metrics.
+    With ``ranking``, every fold also gets the top-N metrics. ``transform`` maps each fold's
+    ratings before anything (e.g. binarizing); ``rating_transform`` (``"log1p"``) is the models'
+    fitted transform (:meth:`~dlfm.models.base.Recommender.fit`), scored in the original scale.
     """
     records = []
     effective: dict[str, Any] | None = None
@@ -146,7 +153,7 @@ def cross_validate(
                           seed=0 if seed is None else seed, on_trial=on_trial)
             fold_params = dict(search["best_params"])
         model = create(model_name, **fold_params)
-        record = {"fold": fold.name, **fit_and_score(model, train, test, fold.n_unknown, ranking)}
+        record = {"fold": fold.name, **fit_and_score(model, train, test, fold.n_unknown, ranking, rating_transform)}
         if search is not None:
             record["tuned"] = {k: v for k, v in fold_params.items() if k not in params}
             record["tuning"] = {k: search[k] for k in ("metric", "best_value", "best_trial", "n_trials", "n_pruned",

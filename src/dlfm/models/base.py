@@ -53,6 +53,28 @@ of ``type(self)``, so a subclass inherits its parent's aliases and may add its o
 along the MRO by :meth:`Recommender.renamed`). Giving both an old and its new name is an
 error. :meth:`canonical_params` is the translation itself, for callers that hold a
 dictionary (loading a file, ``--param``, tuning).
+
+Rating transforms
+-----------------
+``model.fit(train, transform="log1p")`` fits every model on t(r) = log(1 + r) (the registry and
+the equations: :mod:`dlfm.models.transforms`); ``transform_`` is the fitted transform's name
+(``None``: none), saved in the model file. While fitting and inside the model, ``train_``,
+``scale_`` and ``global_mean_`` are in the transformed space (the model's own); the original
+scale is ``rating_scale_``. Everything public answers in the original scale, r̂ = t⁻¹(t̂)
+clipped to ``rating_scale_``: :meth:`predict_indices` (and so ``predict``, ``recommend``),
+:meth:`score_indices`, ``score_matrix``, ``predict_new_user`` / ``predict_new_item`` (whose
+given ratings are checked against the original scale and transformed before the fold-in, in
+:meth:`_fold_in_ratings`), and ``distribution_indices`` (draws and quantiles mapped by t⁻¹,
+``std`` of the mapped draws; its ``mean`` is t⁻¹ of the point prediction — for ``log1p`` the
+median of a log-normal, not E[r]). A subclass that defines its own ``fit``, ``score_matrix``,
+``predict_new_user``, ``predict_new_item`` or ``distribution_indices`` gets them wrapped by
+:meth:`Recommender.__init_subclass__` (:func:`_accepting_transform`, :func:`_back_transformed`),
+so the subclass computes in the transformed space only and never sees the transform.
+
+Fitting a Gaussian model (every model but ``popular`` and a Poisson or Bernoulli ``dlf`` /
+``vdlf``) without a transform on what look like heavy-tailed counts
+(:func:`~dlfm.models.transforms.heavy_tailed_counts`) warns once (a
+:class:`~dlfm.models.transforms.HeavyCountsWarning`, a :class:`UserWarning`).
 """
 
 from __future__ import annotations
@@ -72,6 +94,7 @@ from dlfm.data.ratings import Ratings, Vocabulary
 from dlfm.errors import ConfigError, DataError, ModelFileError, TrainingError, UnknownIdError
 from dlfm.models.params import Param
 from dlfm.models.space import SearchSpace
+from dlfm.models.transforms import HeavyCountsWarning, get_transform, heavy_tailed_counts
 
 UnknownPolicy = Literal["fallback", "error"]
 #: the largest |rating| a model fits: beyond it sums of squares overflow (and float32 sooner)
@@ -162,6 +185,46 @@ def _accepting_renamed(init: Callable[..., None]) -> Callable[..., None]:
     return __init__
 
 
+def _accepting_transform(fit: Callable[..., "Recommender"]) -> Callable[..., "Recommender"]:
+    """A subclass's own ``fit`` that also takes ``transform=NAME``: it hands the name to
+    :meth:`Recommender.fit` (which the subclass's ``fit`` reaches through ``super().fit``) in
+    ``_transform_request`` for the length of the call; its signature lists ``transform``."""
+
+    @functools.wraps(fit)
+    def wrapper(self: "Recommender", *args: Any, transform: str | None = None, **kwargs: Any) -> "Recommender":
+        self._transform_request = transform
+        try:
+            return fit(self, *args, **kwargs)
+        finally:
+            self.__dict__.pop("_transform_request", None)
+
+    signature = inspect.signature(fit)
+    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    params.append(inspect.Parameter("transform", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="str | None"))
+    params += [p for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD]
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper._accepts_transform = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _back_transformed(method: Callable[..., Any], distribution: bool = False) -> Callable[..., Any]:
+    """A subclass's own prediction ``method`` whose output (in the transformed space) is mapped
+    back to the original scale (:meth:`Recommender._back`, or :meth:`Recommender._back_distribution`
+    for a ``distribution_indices``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Recommender", *args: Any, **kwargs: Any) -> Any:
+        out = method(self, *args, **kwargs)
+        return self._back_distribution(out) if distribution else self._back(out)
+
+    wrapper._back_transformed = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+#: the public methods a subclass may define whose output is a rating (or rating distribution)
+_RATING_OUTPUTS = ("score_matrix", "predict_new_user", "predict_new_item", "distribution_indices")
+
+
 class Recommender:
     """Base class of every model: fit on a :class:`Ratings`, predict, recommend, save, load.
 
@@ -183,7 +246,10 @@ class Recommender:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Wrap the class's ``__init__`` in :func:`_accepting_renamed` when its hierarchy
-        renames a hyper-parameter (once: an inherited wrapper already reads ``type(self)``)."""
+        renames a hyper-parameter (once: an inherited wrapper already reads ``type(self)``);
+        wrap its own ``fit`` in :func:`_accepting_transform` and its own rating outputs
+        (:data:`_RATING_OUTPUTS`) in :func:`_back_transformed` (see "Rating transforms" in the
+        module docstring)."""
         super().__init_subclass__(**kwargs)
         renamed = cls.renamed()
         for old, new in renamed.items():
@@ -191,6 +257,13 @@ class Recommender:
                 raise TypeError(f"{cls.__name__}.renamed_params: {old!r} → {new!r} is not a rename to a final name")
         if renamed and not getattr(cls.__init__, "_accepts_renamed", False):
             cls.__init__ = _accepting_renamed(cls.__init__)  # type: ignore[method-assign]
+        fit = cls.__dict__.get("fit")
+        if fit is not None and "transform" not in inspect.signature(fit).parameters:
+            cls.fit = _accepting_transform(fit)  # type: ignore[method-assign]
+        for name in _RATING_OUTPUTS:
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_back_transformed", False):
+                setattr(cls, name, _back_transformed(method, distribution=name == "distribution_indices"))
 
     @classmethod
     def renamed(cls) -> dict[str, str]:
@@ -290,8 +363,11 @@ class Recommender:
             spec.check(getattr(self, name), self.name)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, train: Ratings, *, validation: Ratings | None = None, **options: Any) -> "Recommender":
+    def fit(self, train: Ratings, *, validation: Ratings | None = None, transform: str | None = None,
+            **options: Any) -> "Recommender":
         """Learn from ``train`` (starting over); ``validation`` may steer early stopping.
+        ``transform`` (``"log1p"``; see the module docstring and :mod:`dlfm.models.transforms`)
+        fits on t(r) and predicts t⁻¹ of the fit, in the original scale.
         ``options`` are handed to :meth:`_fit`: only a model whose own ``fit`` declares
         them takes any (the neural models' ``checkpoint_dir``, ``resume``, ``on_epoch``).
 
@@ -299,9 +375,17 @@ class Recommender:
         item and rating columns (read by :func:`dlfm.data.io.from_dataframe`).
 
         Raises:
-            ConfigError: an invalid hyper-parameter (named), or no ratings.
+            ConfigError: an invalid hyper-parameter (named), or no ratings, or an unknown
+                transform, or ratings outside its domain (``log1p``: a negative rating), or a
+                transform of a model whose likelihood is not Gaussian.
             TrainingError: training diverged (its learned state is not finite).
+
+        Warns:
+            HeavyCountsWarning: (a UserWarning) a Gaussian model fitted without a transform on
+                heavy-tailed counts.
         """
+        if transform is None:  # a subclass's own fit hands it over (_accepting_transform)
+            transform = self.__dict__.pop("_transform_request", None)
         if options and type(self).fit is Recommender.fit:
             raise TypeError(f"{type(self).__name__}.fit() takes no option {next(iter(options))!r}")
         self._validate_params()
@@ -314,6 +398,22 @@ class Recommender:
         if largest > MAX_ABS_RATING:
             raise DataError(f"ratings as large as {largest:g} are beyond what the models compute with "
                             f"(|rating| at most {MAX_ABS_RATING:g}); rescale them", source=train.name)
+        rule = get_transform(transform)
+        original_scale = train.scale
+        likelihood = getattr(self, "likelihood", "gaussian")
+        if rule is not None:
+            if likelihood != "gaussian":
+                raise ConfigError(f"{self.name}: transform {rule.name} is for a Gaussian model; the {likelihood} "
+                                  f"likelihood models the raw ratings (drop the transform)")
+            rule.check(train.ratings, train.name)
+            train = train.with_ratings(rule.forward(train.ratings), scale=rule.scale(train.scale))
+            if validation is not None:
+                rule.check(validation.ratings, validation.name)
+                validation = validation.with_ratings(rule.forward(validation.ratings), scale=rule.scale(validation.scale))
+        elif likelihood == "gaussian" and type(self).score_indices is Recommender.score_indices:
+            self._warn_heavy_counts(train)
+        self.transform_: str | None = transform
+        self.rating_scale_: tuple[float, float] = original_scale
         self.train_ = train
         self.user_vocab_: Vocabulary = train.user_vocab
         self.item_vocab_: Vocabulary = train.item_vocab
@@ -326,8 +426,21 @@ class Recommender:
         self.fit_seconds_ = time.perf_counter() - started
         self.card_ = {"dataset": train.name, "n_ratings": len(train), "n_users": train.n_users,
                       "n_items": train.n_items, "fit_seconds": round(self.fit_seconds_, 3),
-                      "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                      "transform": transform, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         return self
+
+    def _warn_heavy_counts(self, train: Ratings) -> None:
+        """One :class:`UserWarning` when ``train`` looks like heavy-tailed counts
+        (:func:`~dlfm.models.transforms.heavy_tailed_counts`) — for a Gaussian model fitted on
+        them untransformed, whose predictions then crowd around the mean."""
+        found = heavy_tailed_counts(train.ratings)
+        if found is None:
+            return
+        q99, median = found
+        poisson = "--likelihood poisson" if self.name in ("dlf", "vdlf") else "dlf or vdlf with --likelihood poisson"
+        warnings.warn(f"{train.name} looks like heavy-tailed counts (whole numbers >= 0, 99th percentile {q99:g} vs "
+                      f"median {median:g}), which a Gaussian {self.name} model fits poorly: use {poisson}, or "
+                      f"--transform log1p (transform='log1p' in Python)", HeavyCountsWarning, stacklevel=_caller_stacklevel())
 
     def _fit(self, train: Ratings, validation: Ratings | None) -> None:
         raise NotImplementedError
@@ -360,7 +473,7 @@ class Recommender:
         if bad:
             raise TrainingError(f"{self.name}: the model predicts NaN for {bad} of {raw.size} pairs; "
                                 "its training diverged (refit with other hyper-parameters)")
-        return np.clip(raw, *self.scale_).reshape(users.shape)
+        return self._back(np.clip(raw, *self.scale_)).reshape(users.shape)
 
     def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -377,7 +490,28 @@ class Recommender:
             raise ConfigError(f"users and items differ in shape ({users.shape} vs {items.shape})")
         if users.size == 0:
             return np.empty(0, dtype=np.float64)
-        return np.asarray(self._predict_indices(users, items), dtype=np.float64)
+        return self._back(np.asarray(self._predict_indices(users, items), dtype=np.float64), clip=False)
+
+    def _back(self, values: Any, *, clip: bool = True) -> np.ndarray:
+        """``values`` of the model's (transformed) space in the original one: t⁻¹(values),
+        clipped to ``rating_scale_`` unless ``clip=False``; unchanged without a transform."""
+        rule = get_transform(getattr(self, "transform_", None))
+        if rule is None:
+            return values
+        out = rule.inverse(np.asarray(values, dtype=np.float64))
+        return np.clip(out, *self.rating_scale_) if clip else out
+
+    def _back_distribution(self, dist: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A ``distribution_indices`` result in the original scale: every draw, quantile and
+        the mean mapped by t⁻¹ (t is increasing, so quantiles map to quantiles; the mean becomes
+        the back-transformed point prediction, median-like, not E[r]); ``std`` that of the
+        mapped draws."""
+        if getattr(self, "transform_", None) is None:
+            return dist
+        out = {key: self._back(value) for key, value in dist.items() if key != "std"}
+        if "std" in dist:
+            out["std"] = out["samples"].std(axis=1) if "samples" in out else dist["std"]
+        return out
 
     def score_matrix(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """:meth:`score_indices` of every (user, item) pair of ``users × items``, shape
@@ -533,7 +667,8 @@ class Recommender:
     def _fold_in_ratings(self, ratings: Mapping[Any, float], new: str, other: str) -> tuple[np.ndarray, np.ndarray]:
         """The one check of a new user's ``{item: rating}`` (``new="user"``) or a new item's
         ``{user: rating}``: a non-empty mapping of known ids to finite numbers on the model's
-        scale. Returns the ids' indices and the values."""
+        scale (the original one). Returns the ids' indices and the values, transformed as the
+        model's training ratings were (``transform_``)."""
         if not isinstance(ratings, Mapping):
             raise ConfigError(f"a new {new}'s ratings must be a mapping {{{other}: rating}}, not {type(ratings).__name__}")
         if not ratings:
@@ -550,13 +685,14 @@ class Recommender:
             values[n] = float(value)
             if not np.isfinite(values[n]):
                 raise ConfigError(f"the new {new}'s rating of {other} {key!r} must be finite, not {value!r}")
-        lo, hi = self.scale_
+        lo, hi = self.rating_scale_
         outside = np.flatnonzero((values < lo) | (values > hi))
         if len(outside):
             k = int(outside[0])
             raise ConfigError(f"the new {new}'s rating {values[k]:g} of {other} {list(ratings)[k]!r} is outside the "
                               f"model's rating scale [{lo:g}, {hi:g}]")
-        return idx, values
+        rule = get_transform(self.transform_)
+        return idx, (values if rule is None else rule.forward(values))
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, Any]:
@@ -585,7 +721,9 @@ class Recommender:
 
     def save(self, path: Any) -> None:
         """Write one self-contained file: weights, configuration, vocabularies, the training
-        ratings, and a model card. Atomic: a crash leaves any previous file intact."""
+        ratings (as the model fitted them: transformed, with ``transform_`` and the original
+        ``rating_scale_`` in the meta), and a model card. Atomic: a crash leaves any previous
+        file intact."""
         from dlfm.persistence import save_payload
 
         self._check_fitted()
@@ -595,6 +733,7 @@ class Recommender:
             "global_mean": self.global_mean_, "user_vocab": self.user_vocab_.to_json(),
             "item_vocab": self.item_vocab_.to_json(), "train_name": train.name,
             "card": {**self.card_, "versions": versions()}, "history": self.history_, "extra": self._extra_meta(),
+            "transform": self.transform_, "rating_scale": list(self.rating_scale_),
         }
         tensors = {"train.users": train.users, "train.items": train.items, "train.ratings": train.ratings}
         tensors.update({f"state.{k}": v for k, v in self._state().items()})
@@ -642,6 +781,12 @@ class Recommender:
             model.train_ = train
             model.user_vocab_, model.item_vocab_ = user_vocab, item_vocab
             model.scale_ = tuple(meta["scale"])
+            try:  # a file from before transforms has neither field: no transform
+                get_transform(meta.get("transform"))
+            except ConfigError as exc:
+                raise ModelFileError(f"{path}: the file is corrupt or was edited ({exc})") from None
+            model.transform_ = meta.get("transform")
+            model.rating_scale_ = tuple(float(v) for v in meta.get("rating_scale", meta["scale"]))
             model.global_mean_ = float(meta["global_mean"])
             model.card_ = meta.get("card", {})
             model.history_ = meta.get("history", [])

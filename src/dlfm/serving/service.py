@@ -85,7 +85,7 @@ class ModelService:
         self._cache_lock = threading.Lock()
         self.cache_hits = 0
         self.cache_misses = 0
-        self.scale: tuple[float, float] = (float(model.scale_[0]), float(model.scale_[1]))
+        self.scale: tuple[float, float] = (float(model.rating_scale_[0]), float(model.rating_scale_[1]))
         self.has_distribution = hasattr(model, "predict_distribution")
         self.card = self._build_card()
         if warm:
