@@ -14,6 +14,7 @@ from dlfm.datasets import synthetic, write_ratings
 from dlfm.errors import ConfigError
 from dlfm.models import Recommender, create
 from dlfm.models.transforms import HeavyCountsWarning, heavy_tailed_counts
+from tests.conformance import NEURAL_FAST
 
 
 def lognormal_counts(n_users: int = 100, n_items: int = 50, n: int = 4000, spread: float = 0.8,
@@ -182,6 +183,8 @@ def test_the_warning_fires_on_heavy_counts_only() -> None:
         create("baseline").fit(stars)
         create("baseline").fit(heavy, transform="log1p")  # transformed: no warning
         create("popular").fit(heavy)  # ranks by counts
+    with pytest.warns(HeavyCountsWarning, match="--likelihood poisson"):
+        create("dlf", **{**NEURAL_FAST, "max_epochs": 1}).fit(heavy)  # a Gaussian dlf: warned, like baseline
 
 
 def test_cli_train_and_cv_with_transform(tmp_path, capsys) -> None:

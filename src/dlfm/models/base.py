@@ -66,10 +66,11 @@ clipped to ``rating_scale_``: :meth:`predict_indices` (and so ``predict``, ``rec
 given ratings are checked against the original scale and transformed before the fold-in, in
 :meth:`_fold_in_ratings`), and ``distribution_indices`` (draws and quantiles mapped by t⁻¹,
 ``std`` of the mapped draws; its ``mean`` is t⁻¹ of the point prediction — for ``log1p`` the
-median of a log-normal, not E[r]). A subclass that defines its own ``fit``, ``score_matrix``,
+median of a log-normal, not E[r]). A subclass that defines its own ``score_matrix``,
 ``predict_new_user``, ``predict_new_item`` or ``distribution_indices`` gets them wrapped by
-:meth:`Recommender.__init_subclass__` (:func:`_accepting_transform`, :func:`_back_transformed`),
-so the subclass computes in the transformed space only and never sees the transform.
+:meth:`Recommender.__init_subclass__` (:func:`_back_transformed`), so the subclass computes in
+the transformed space only and never sees the transform; a subclass's own ``fit`` takes
+``transform`` and hands it to :meth:`Recommender.fit`.
 
 Fitting a Gaussian model (every model but ``popular`` and a Poisson or Bernoulli ``dlf`` /
 ``vdlf``) without a transform on what look like heavy-tailed counts
@@ -185,28 +186,6 @@ def _accepting_renamed(init: Callable[..., None]) -> Callable[..., None]:
     return __init__
 
 
-def _accepting_transform(fit: Callable[..., "Recommender"]) -> Callable[..., "Recommender"]:
-    """A subclass's own ``fit`` that also takes ``transform=NAME``: it hands the name to
-    :meth:`Recommender.fit` (which the subclass's ``fit`` reaches through ``super().fit``) in
-    ``_transform_request`` for the length of the call; its signature lists ``transform``."""
-
-    @functools.wraps(fit)
-    def wrapper(self: "Recommender", *args: Any, transform: str | None = None, **kwargs: Any) -> "Recommender":
-        self._transform_request = transform
-        try:
-            return fit(self, *args, **kwargs)
-        finally:
-            self.__dict__.pop("_transform_request", None)
-
-    signature = inspect.signature(fit)
-    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    params.append(inspect.Parameter("transform", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="str | None"))
-    params += [p for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD]
-    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-    wrapper._accepts_transform = True  # type: ignore[attr-defined]
-    return wrapper
-
-
 def _back_transformed(method: Callable[..., Any], distribution: bool = False) -> Callable[..., Any]:
     """A subclass's own prediction ``method`` whose output (in the transformed space) is mapped
     back to the original scale (:meth:`Recommender._back`, or :meth:`Recommender._back_distribution`
@@ -233,6 +212,8 @@ class Recommender:
     """
 
     name: ClassVar[str] = "base"
+    #: whether the model's predictions are fitted ratings (``popular`` recommends by counts: False)
+    recommends_by_rating: ClassVar[bool] = True
     #: whether :meth:`predict_new_user` can fold in a user from ratings alone
     supports_new_users: ClassVar[bool] = False
     #: this class's own hyper-parameters (type, range, meaning; defaults are ``__init__``'s);
@@ -247,7 +228,7 @@ class Recommender:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Wrap the class's ``__init__`` in :func:`_accepting_renamed` when its hierarchy
         renames a hyper-parameter (once: an inherited wrapper already reads ``type(self)``);
-        wrap its own ``fit`` in :func:`_accepting_transform` and its own rating outputs
+        check that its own ``fit`` takes ``transform``; wrap its own rating outputs
         (:data:`_RATING_OUTPUTS`) in :func:`_back_transformed` (see "Rating transforms" in the
         module docstring)."""
         super().__init_subclass__(**kwargs)
@@ -259,7 +240,7 @@ class Recommender:
             cls.__init__ = _accepting_renamed(cls.__init__)  # type: ignore[method-assign]
         fit = cls.__dict__.get("fit")
         if fit is not None and "transform" not in inspect.signature(fit).parameters:
-            cls.fit = _accepting_transform(fit)  # type: ignore[method-assign]
+            raise TypeError(f"{cls.__name__}.fit must take transform= and hand it to Recommender.fit")
         for name in _RATING_OUTPUTS:
             method = cls.__dict__.get(name)
             if method is not None and not getattr(method, "_back_transformed", False):
@@ -384,8 +365,6 @@ class Recommender:
             HeavyCountsWarning: (a UserWarning) a Gaussian model fitted without a transform on
                 heavy-tailed counts.
         """
-        if transform is None:  # a subclass's own fit hands it over (_accepting_transform)
-            transform = self.__dict__.pop("_transform_request", None)
         if options and type(self).fit is Recommender.fit:
             raise TypeError(f"{type(self).__name__}.fit() takes no option {next(iter(options))!r}")
         self._validate_params()
@@ -410,7 +389,7 @@ class Recommender:
             if validation is not None:
                 rule.check(validation.ratings, validation.name)
                 validation = validation.with_ratings(rule.forward(validation.ratings), scale=rule.scale(validation.scale))
-        elif likelihood == "gaussian" and type(self).score_indices is Recommender.score_indices:
+        elif likelihood == "gaussian" and self.recommends_by_rating:
             self._warn_heavy_counts(train)
         self.transform_: str | None = transform
         self.rating_scale_: tuple[float, float] = original_scale

@@ -135,6 +135,7 @@ class PopularItems(BaselineModel):
     """
 
     name = "popular"
+    recommends_by_rating = False
 
     def score_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """|R(i)| for each pair (0 for an unknown item)."""

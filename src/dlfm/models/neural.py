@@ -284,15 +284,17 @@ class NeuralFactorModel(Recommender):
             return None
         return RowOffsets.fit(ratings, self.likelihood, likelihood.offset)
 
-    def fit(self, train: Ratings, *, validation: Ratings | None = None, checkpoint_dir: Any = None,
-            resume: bool = False, on_epoch: Callable[[dict[str, float]], None] | None = None) -> "NeuralFactorModel":
+    def fit(self, train: Ratings, *, validation: Ratings | None = None, transform: str | None = None,
+            checkpoint_dir: Any = None, resume: bool = False,
+            on_epoch: Callable[[dict[str, float]], None] | None = None) -> "NeuralFactorModel":
         """Fit (starting over) through a :class:`~dlfm.training.trainer.Trainer`; with
         ``checkpoint_dir`` a checkpoint is written atomically after every epoch, and
         ``resume=True`` continues from the one found there (see :mod:`dlfm.training.checkpoint`).
         ``on_epoch(record)`` is called with each epoch's record (``epoch``, ``train_loss``,
-        validation metrics); an exception it raises stops training (a tuner's pruning)."""
-        return super().fit(train, validation=validation, checkpoint_dir=checkpoint_dir,  # type: ignore[return-value]
-                           resume=resume, on_epoch=on_epoch)
+        validation metrics); an exception it raises stops training (a tuner's pruning).
+        ``transform``: see :meth:`Recommender.fit`."""
+        return super().fit(train, validation=validation, transform=transform,  # type: ignore[return-value]
+                           checkpoint_dir=checkpoint_dir, resume=resume, on_epoch=on_epoch)
 
     def _fit(self, train: Ratings, validation: Ratings | None, **options: Any) -> None:
         trained = Trainer(self, train, validation, **options).run()
