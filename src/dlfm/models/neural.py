@@ -360,11 +360,12 @@ class NeuralFactorModel(Recommender):
         idx, values = self._new_user_row(ratings)
         scorer = self.scorer_
         user_codes, item_codes = scorer.codes()
+        rated = torch.as_tensor(idx, device=item_codes.device)
+        known = torch.as_tensor(self.train_.user_counts > 0, device=user_codes.device)
         u = fold_in(self.network_.decoder, self.likelihood_, self.noise_std_,
                     self._latent(scorer.encode_new(self.network_.user_encoder, idx, values), False)[0],
-                    self._latent(item_codes[torch.as_tensor(idx, device=item_codes.device)], False), torch.as_tensor(values, device=self.device_),
-                    self._latent(user_codes[:-1][torch.as_tensor(self.train_.user_counts > 0, device=user_codes.device)], False),
-                    strength=self.foldin_prior, steps=self.foldin_steps)
+                    self._latent(item_codes[rated], False), torch.as_tensor(values, device=self.device_),
+                    self._latent(user_codes[:-1][known], False), strength=self.foldin_prior, steps=self.foldin_steps)
         target = self.item_vocab_.lookup(items)
         _, target_codes = scorer.code_rows(np.zeros(len(target), dtype=np.int64), target)
         eta = self.network_.decoder.predict(u.expand(len(target), -1), self._latent(target_codes, False))[:, 0].cpu()
@@ -377,11 +378,13 @@ class NeuralFactorModel(Recommender):
         idx, values = self._new_item_column(ratings)
         scorer = self.scorer_
         user_codes, item_codes = scorer.codes()
+        rated = torch.as_tensor(idx, device=user_codes.device)
+        known = torch.as_tensor(self.train_.item_counts > 0, device=item_codes.device)
         v = fold_in(self.network_.decoder, self.likelihood_, self.noise_std_,
                     self._latent(scorer.encode_new(self.network_.item_encoder, idx, values), False)[0],
-                    self._latent(user_codes[torch.as_tensor(idx, device=user_codes.device)], False), torch.as_tensor(values, device=self.device_),
-                    self._latent(item_codes[:-1][torch.as_tensor(self.train_.item_counts > 0, device=item_codes.device)], False),
-                    strength=self.foldin_prior, steps=self.foldin_steps, swap=True)
+                    self._latent(user_codes[rated], False), torch.as_tensor(values, device=self.device_),
+                    self._latent(item_codes[:-1][known], False), strength=self.foldin_prior, steps=self.foldin_steps,
+                    swap=True)
         target = self.user_vocab_.lookup(users)
         target_codes, _ = scorer.code_rows(target, np.zeros(len(target), dtype=np.int64))
         eta = self.network_.decoder.predict(self._latent(target_codes, False), v.expand(len(target), -1))[:, 0].cpu()
