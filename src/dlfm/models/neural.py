@@ -36,6 +36,7 @@ from dlfm.data.ratings import Ratings
 from dlfm.errors import ConfigError
 from dlfm.models.base import Recommender, UnknownPolicy
 from dlfm.models.baselines import als_biases, take_or_zero
+from dlfm.models.foldin import fold_in
 from dlfm.models.offsets import OFFSETS, RowOffsets, resolve_offsets
 from dlfm.topn import default_relevance_threshold, ranking_from_hits, top_k
 from dlfm.models.params import Param, seed_param, size_param
@@ -116,6 +117,9 @@ class NeuralFactorModel(Recommender):
             inputs in the activation's range (``0`` = off).
         grad_clip: clip the gradient norm to this value (``0`` = off).
         device: ``cpu``, ``cuda`` or ``auto``.
+        foldin_steps, foldin_prior: a new user's (item's) latent vector is g's (h's) code of its
+            ratings refined by this many L-BFGS steps on them, with a prior of weight λ around
+            the code (:mod:`dlfm.models.foldin`; ``0`` steps: the code itself).
         verbose: show a progress bar.
         seed: seeds initialisation, dropout, batches and the validation split.
 
@@ -163,6 +167,10 @@ class NeuralFactorModel(Recommender):
         Param("grad_clip", float, "clip the gradient norm to this (0: off)", low=0),
         Param("device", str, "where the network computes", choices=("cpu", "cuda", "auto")),
         Param("verbose", bool, "show a progress bar"),
+        size_param("foldin_steps", "L-BFGS steps refining a new user's (item's) code on its ratings (0: g's code)",
+                   low=0, high=10_000),
+        Param("foldin_prior", float, "λ, the weight of the refinement's prior around g's code (units of the spread)",
+              low=0),
         seed_param("seed of initialisation, dropout, batches and the validation split"),
     )
     #: what ``dlfm tune`` searches (the shared settings of dlf and vdlf)
@@ -182,7 +190,7 @@ class NeuralFactorModel(Recommender):
                  weight_decay: float = 0.5, batch_size: int = 2048, mc_samples: int = 16,
                  max_epochs: int = 100, patience: int = 5, validation_ratio: float = 0.05, max_neighbors: int = 0,
                  removal: str = "block", max_groups: int = 16, row_cap: int = 0, grad_clip: float = 0.0,
-                 device: str = "auto",
+                 device: str = "auto", foldin_steps: int = 20, foldin_prior: float = 1.0,
                  verbose: bool = True, seed: int = 0) -> None:
         self.hidden = hidden
         self.latent = latent
@@ -209,6 +217,8 @@ class NeuralFactorModel(Recommender):
         self.row_cap = row_cap
         self.grad_clip = grad_clip
         self.device = device
+        self.foldin_steps = foldin_steps
+        self.foldin_prior = foldin_prior
         self.verbose = verbose
         self.seed = seed
 
@@ -446,30 +456,48 @@ class NeuralFactorModel(Recommender):
 
     # ------------------------------------------------------------------ new users and items
     def predict_new_user(self, ratings: Mapping[Any, float], items: Sequence[Any]) -> np.ndarray:
-        """Predictions for a user the model never saw, encoded from ``{item: rating}`` by g —
-        no retraining. Unknown target items get the code of the empty column."""
+        """Predictions for a user the model never saw, from ``{item: rating}`` — no retraining:
+        g's code of the ratings, refined by ``foldin_steps`` steps on them with f and the item
+        vectors fixed (:mod:`dlfm.models.foldin`). Unknown target items get the empty column's code."""
         self._check_fitted()
         idx, values = self._new_user_row(ratings)
         scorer = self.scorer_
-        user_code = scorer.encode_new(self.network_.user_encoder, idx, values)
+        user_codes, item_codes = scorer.codes()
+        rated = torch.as_tensor(idx, device=item_codes.device)
+        known = torch.as_tensor(self.train_.user_counts > 0, device=user_codes.device)
+        own = self._new_offset(idx, values, "user")
+        u = fold_in(self.network_.decoder, self.likelihood_, self.noise_std_,
+                    self._latent(scorer.encode_new(self.network_.user_encoder, idx, values), False)[0],
+                    self._latent(item_codes[rated], False), torch.as_tensor(values, device=self.device_),
+                    self._latent(user_codes[:-1][known], False), strength=self.foldin_prior, steps=self.foldin_steps,
+                    offset=own + scorer.pair_offset(np.full(len(idx), -1), idx))
         target = self.item_vocab_.lookup(items)
-        _, item_codes = scorer.code_rows(np.zeros(len(target), dtype=np.int64), target)
-        offset = self._new_offset(idx, values, "user") + scorer.pair_offset(np.full(len(target), -1), target)
-        with torch.no_grad():
-            eta = (self._decode(self.network_, user_code.expand(len(target), -1), item_codes)[:, 0] + offset).cpu()
+        _, target_codes = scorer.code_rows(np.zeros(len(target), dtype=np.int64), target)
+        offset = own + scorer.pair_offset(np.full(len(target), -1), target)
+        eta = (self.network_.decoder.predict(u.expand(len(target), -1), self._latent(target_codes, False))[:, 0]
+               + offset).cpu()
         return np.clip(self.likelihood_.mean(eta).double().numpy(), *self.scale_)
 
     def predict_new_item(self, ratings: Mapping[Any, float], users: Sequence[Any]) -> np.ndarray:
-        """Predictions for an item the model never saw, encoded from ``{user: rating}`` by h."""
+        """Predictions for an item the model never saw, from ``{user: rating}``: h's code of the
+        ratings, refined as in :meth:`predict_new_user` with the user vectors fixed."""
         self._check_fitted()
         idx, values = self._new_item_column(ratings)
         scorer = self.scorer_
-        item_code = scorer.encode_new(self.network_.item_encoder, idx, values)
+        user_codes, item_codes = scorer.codes()
+        rated = torch.as_tensor(idx, device=user_codes.device)
+        known = torch.as_tensor(self.train_.item_counts > 0, device=item_codes.device)
+        own = self._new_offset(idx, values, "item")
+        v = fold_in(self.network_.decoder, self.likelihood_, self.noise_std_,
+                    self._latent(scorer.encode_new(self.network_.item_encoder, idx, values), False)[0],
+                    self._latent(user_codes[rated], False), torch.as_tensor(values, device=self.device_),
+                    self._latent(item_codes[:-1][known], False), strength=self.foldin_prior, steps=self.foldin_steps,
+                    swap=True, offset=own + scorer.pair_offset(idx, np.full(len(idx), -1)))
         target = self.user_vocab_.lookup(users)
-        user_codes, _ = scorer.code_rows(target, np.zeros(len(target), dtype=np.int64))
-        offset = self._new_offset(idx, values, "item") + scorer.pair_offset(target, np.full(len(target), -1))
-        with torch.no_grad():
-            eta = (self._decode(self.network_, user_codes, item_code.expand(len(target), -1))[:, 0] + offset).cpu()
+        target_codes, _ = scorer.code_rows(target, np.zeros(len(target), dtype=np.int64))
+        offset = own + scorer.pair_offset(target, np.full(len(target), -1))
+        eta = (self.network_.decoder.predict(self._latent(target_codes, False), v.expand(len(target), -1))[:, 0]
+               + offset).cpu()
         return np.clip(self.likelihood_.mean(eta).double().numpy(), *self.scale_)
 
     def _new_offset(self, others: np.ndarray, values: np.ndarray, side: str) -> float:

@@ -1,0 +1,139 @@
+"""Semi-amortized fold-in of new users and items (dlfm.models.foldin)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dlfm.data.splits import entity_folds, fold_in_split
+from dlfm.datasets import synthetic
+from dlfm.evaluation.coldstart import fold_in_scores
+from dlfm.evaluation.metrics import rmse
+from dlfm.models import create
+from dlfm.models.foldin import latent_spread, map_objective, refine_latent
+
+FAST = dict(hidden=32, latent=8, decoder_hidden=16, max_epochs=10, batch_size=256, verbose=False, ema_decay=0.0,
+            mc_samples=0)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """A rank-3 model with noise 0.3; a fifth of the users held out whole."""
+    data = synthetic(300, 200, 12000, rank=3, noise=0.3, seed=1)
+    return next(iter(entity_folds(data, 5, by="user", seed=0)))
+
+
+@pytest.fixture(scope="module")
+def fitted(planted):
+    return create("dlf", **FAST).fit(planted.train)
+
+
+def fold_in_rmse(model, held, given: int) -> float:
+    g, others = fold_in_split(held, given, seed=0)
+    rows = np.unique(others.users)
+    scores = fold_in_scores(model, g, rows)
+    position = np.full(held.n_users, -1)
+    position[rows] = np.arange(len(rows))
+    return rmse(others.ratings, scores[position[others.users], others.items])
+
+
+def test_refine_latent_solves_the_linear_gaussian_map_by_hand():
+    # f(u, v) = u·v with ℓ = ½(r − f)²: u* = (VᵀV + λ S⁻²)⁻¹ (Vᵀr + λ S⁻² u₀)
+    gen = torch.Generator().manual_seed(0)
+    v = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    r = torch.randn(6, generator=gen, dtype=torch.float64)
+    u0 = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    s = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)
+    lam = 0.7
+    got = refine_latent(u0, v, r, lambda u, w: (u * w).sum(-1), lambda y, eta: 0.5 * (y - eta) ** 2,
+                        prior_std=s, strength=lam, steps=50)
+    precision = torch.diag(lam / s ** 2)
+    want = torch.linalg.solve(v.T @ v + precision, v.T @ r + precision @ u0)
+    assert torch.allclose(got, want, atol=1e-8)
+    # the prior alone (λ → ∞) keeps u₀; no steps return u₀ itself
+    stiff = refine_latent(u0, v, r, lambda u, w: (u * w).sum(-1), lambda y, eta: 0.5 * (y - eta) ** 2,
+                          prior_std=s, strength=1e9, steps=50)
+    assert torch.allclose(stiff, u0, atol=1e-6)
+    assert refine_latent(u0, v, r, lambda u, w: u @ w.T, lambda y, eta: y, prior_std=s, steps=0) is u0
+
+
+def test_map_objective_by_hand():
+    u, u0, s = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0]), torch.tensor([1.0, 2.0])
+    v, r = torch.tensor([[1.0, 1.0]]), torch.tensor([4.0])
+    value = map_objective(u, u0, s, 2.0, v, r, lambda a, b: (a * b).sum(-1), lambda y, eta: (y - eta) ** 2)
+    assert value.item() == pytest.approx((4 - 3) ** 2 + 0.5 * 2.0 * (1 + 0.25))
+
+
+def test_latent_spread_is_the_per_dimension_std_with_a_floor():
+    x = torch.tensor([[1.0, 5.0], [3.0, 5.0]])
+    assert torch.allclose(latent_spread(x), torch.tensor([np.sqrt(2.0), 1e-6], dtype=torch.float32))
+    assert torch.equal(latent_spread(x[:1]), torch.ones(2))
+
+
+def test_zero_steps_is_the_encoder_fold_in_bit_for_bit(fitted, planted):
+    held = planted.test
+    user = held.users[0]
+    mine = held.users == user
+    ratings = dict(zip(held.item_vocab.raw(held.items[mine]), held.ratings[mine].tolist()))
+    items = planted.train.raw_items()[:40]
+    fitted.foldin_steps = 0
+    try:
+        got = fitted.predict_new_user(ratings, items)
+        idx, values = fitted._new_user_row(ratings)
+        code = fitted.scorer_.encode_new(fitted.network_.user_encoder, idx, values)
+        target = fitted.item_vocab_.lookup(items)
+        _, item_codes = fitted.scorer_.code_rows(np.zeros(len(target), dtype=np.int64), target)
+        with torch.no_grad():
+            eta = fitted._decode(fitted.network_, code.expand(len(target), -1), item_codes)[:, 0]
+        assert np.array_equal(got, np.clip(fitted.likelihood_.mean(eta).double().numpy(), *fitted.scale_))
+    finally:
+        fitted.foldin_steps = 20
+
+
+def test_refinement_lowers_the_fold_in_error_on_planted_data(fitted, planted):
+    fitted.foldin_steps = 0
+    try:
+        before = [fold_in_rmse(fitted, planted.test, n) for n in (5, 10)]
+    finally:
+        fitted.foldin_steps = 20
+    after = [fold_in_rmse(fitted, planted.test, n) for n in (5, 10)]
+    assert all(a < b - 0.005 for a, b in zip(after, before)), (before, after)
+
+
+@pytest.mark.parametrize("name", ["dlf", "vdlf"])
+def test_a_user_who_rates_everything_5_is_predicted_above_the_mean(name, planted):
+    model = create(name, **FAST).fit(planted.train)
+    items = planted.train.raw_items()
+    top = planted.train.scale[1]
+    liked = model.predict_new_user({i: top for i in items[:10]}, items[10:60])
+    assert liked.mean() > planted.train.global_mean + 0.3
+    loved = model.predict_new_item({u: top for u in planted.train.raw_users()[:10]}, planted.train.raw_users()[10:60])
+    assert loved.mean() > planted.train.global_mean + 0.3
+
+
+def test_fold_in_settings_leave_the_warm_predictions_unchanged(planted):
+    train = planted.train
+    a = create("dlf", **FAST, foldin_steps=0).fit(train).predict_indices(train.users[:300], train.items[:300])
+    b = create("dlf", **FAST, foldin_steps=7, foldin_prior=0.2).fit(train).predict_indices(train.users[:300],
+                                                                                           train.items[:300])
+    assert np.array_equal(a, b)
+
+
+def test_poisson_fold_in_lowers_the_nll_of_the_given_counts():
+    data = synthetic(200, 100, 6000, rank=3, likelihood="poisson", seed=3)
+    fold = next(iter(entity_folds(data, 5, by="user", seed=0)))
+    model = create("dlf", **FAST, likelihood="poisson").fit(fold.train)
+    g, _ = fold_in_split(fold.test, 10, seed=0)
+    user = g.users[0]
+    mine = g.users == user
+    ratings = dict(zip(g.item_vocab.raw(g.items[mine]), g.ratings[mine].tolist()))
+    items = list(ratings)
+    y = torch.tensor(list(ratings.values()))
+
+    def nll(steps: int) -> float:
+        model.foldin_steps = steps
+        rate = torch.as_tensor(model.predict_new_user(ratings, items))
+        return float((rate - y * torch.log(rate)).sum())
+
+    assert nll(20) < nll(0)
