@@ -461,43 +461,44 @@ class NeuralFactorModel(Recommender):
         vectors fixed (:mod:`dlfm.models.foldin`). Unknown target items get the empty column's code."""
         self._check_fitted()
         idx, values = self._new_user_row(ratings)
-        scorer = self.scorer_
-        user_codes, item_codes = scorer.codes()
-        rated = torch.as_tensor(idx, device=item_codes.device)
-        known = torch.as_tensor(self.train_.user_counts > 0, device=user_codes.device)
-        own = self._new_offset(idx, values, "user")
-        u = fold_in(self.network_.decoder, self.likelihood_, self.noise_std_,
-                    self._latent(scorer.encode_new(self.network_.user_encoder, idx, values), False)[0],
-                    self._latent(item_codes[rated], False), torch.as_tensor(values, device=self.device_),
-                    self._latent(user_codes[:-1][known], False), strength=self.foldin_prior, steps=self.foldin_steps,
-                    offset=own + scorer.pair_offset(np.full(len(idx), -1), idx))
-        target = self.item_vocab_.lookup(items)
-        _, target_codes = scorer.code_rows(np.zeros(len(target), dtype=np.int64), target)
-        offset = own + scorer.pair_offset(np.full(len(target), -1), target)
-        eta = (self.network_.decoder.predict(u.expand(len(target), -1), self._latent(target_codes, False))[:, 0]
-               + offset).cpu()
-        return np.clip(self.likelihood_.mean(eta).double().numpy(), *self.scale_)
+        return self._predict_new(idx, values, self.item_vocab_.lookup(items), "user")
 
     def predict_new_item(self, ratings: Mapping[Any, float], users: Sequence[Any]) -> np.ndarray:
         """Predictions for an item the model never saw, from ``{user: rating}``: h's code of the
         ratings, refined as in :meth:`predict_new_user` with the user vectors fixed."""
         self._check_fitted()
         idx, values = self._new_item_column(ratings)
-        scorer = self.scorer_
+        return self._predict_new(idx, values, self.user_vocab_.lookup(users), "item")
+
+    def _predict_new(self, rated: np.ndarray, values: np.ndarray, targets: np.ndarray, side: str) -> np.ndarray:
+        """The one fold-in of both sides: a new row (``side="user"``: a user, rated items
+        ``rated``; ``"item"``: an item, rated users) encoded from ``values``, refined, offset by
+        its own per-row offset and decoded against ``targets`` (indices of the other side)."""
+        scorer, item_side = self.scorer_, side == "item"
         user_codes, item_codes = scorer.codes()
-        rated = torch.as_tensor(idx, device=user_codes.device)
-        known = torch.as_tensor(self.train_.item_counts > 0, device=item_codes.device)
-        own = self._new_offset(idx, values, "item")
-        v = fold_in(self.network_.decoder, self.likelihood_, self.noise_std_,
-                    self._latent(scorer.encode_new(self.network_.item_encoder, idx, values), False)[0],
-                    self._latent(user_codes[rated], False), torch.as_tensor(values, device=self.device_),
-                    self._latent(item_codes[:-1][known], False), strength=self.foldin_prior, steps=self.foldin_steps,
-                    swap=True, offset=own + scorer.pair_offset(idx, np.full(len(idx), -1)))
-        target = self.user_vocab_.lookup(users)
-        target_codes, _ = scorer.code_rows(target, np.zeros(len(target), dtype=np.int64))
-        offset = own + scorer.pair_offset(target, np.full(len(target), -1))
-        eta = (self.network_.decoder.predict(self._latent(target_codes, False), v.expand(len(target), -1))[:, 0]
-               + offset).cpu()
+        new_codes, other_codes = (item_codes, user_codes) if item_side else (user_codes, item_codes)
+        encoder = self.network_.item_encoder if item_side else self.network_.user_encoder
+        counts = self.train_.item_counts if item_side else self.train_.user_counts
+
+        def pair_offset(others: np.ndarray) -> torch.Tensor | float:
+            """The other side's offsets of ``others`` (the new row's own is added below)."""
+            unknown = np.full(len(others), -1)
+            return scorer.pair_offset(others, unknown) if item_side else scorer.pair_offset(unknown, others)
+
+        own = self._new_offset(rated, values, side)
+        latent = fold_in(self.network_.decoder, self.likelihood_, self.noise_std_,
+                         self._latent(scorer.encode_new(encoder, rated, values), False)[0],
+                         self._latent(other_codes[torch.as_tensor(rated, device=other_codes.device)], False),
+                         torch.as_tensor(values, device=self.device_),
+                         self._latent(new_codes[:-1][torch.as_tensor(counts > 0, device=new_codes.device)], False),
+                         strength=self.foldin_prior, steps=self.foldin_steps, swap=item_side,
+                         offset=own + pair_offset(rated))
+        zeros = np.zeros(len(targets), dtype=np.int64)
+        user_rows, item_rows = scorer.code_rows(targets, zeros) if item_side else scorer.code_rows(zeros, targets)
+        target_latent = self._latent(user_rows if item_side else item_rows, False)
+        new_latent = latent.expand(len(targets), -1)
+        u, v = (target_latent, new_latent) if item_side else (new_latent, target_latent)
+        eta = (self.network_.decoder.predict(u, v)[:, 0] + own + pair_offset(targets)).cpu()
         return np.clip(self.likelihood_.mean(eta).double().numpy(), *self.scale_)
 
     def _new_offset(self, others: np.ndarray, values: np.ndarray, side: str) -> float:
