@@ -36,7 +36,7 @@ import time
 PHASES = ("batch", "forward", "backward", "optimizer", "average")
 
 
-def _memory_mb() -> dict[str, float]:
+def memory_mb() -> dict[str, float]:
     """Current (VmRSS) and peak (VmHWM) resident set of this process, MB."""
     out = {}
     with open("/proc/self/status") as handle:
@@ -47,7 +47,9 @@ def _memory_mb() -> dict[str, float]:
     return out
 
 
-def _ratings(n: int, cache: str | None):
+def synthetic_ratings(n: int, cache: str | None):
+    """``n`` synthetic ratings shaped like ML-20M (rank 10, noise 0.8, seed 0); with ``cache``
+    generated once and loaded from ``cache/synthetic_<n>.pkl`` afterwards."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from common import ml20m_shape
 
@@ -101,18 +103,18 @@ def one(n: int, mode: str, steps: int, threads: int, cache: str | None) -> dict:
 
     torch.set_num_threads(threads)
     stages = {}
-    data = _ratings(n, cache)
-    stages["data"] = _memory_mb()
+    data = synthetic_ratings(n, cache)
+    stages["data"] = memory_mb()
     model = create("dlf", max_epochs=1, validation_ratio=0.0, verbose=False, device="cpu")
     # the trainer of a fit: network, incidence, sampler (and its own AdamW, replaced here)
     trainer = Trainer(model, data, None)
-    stages["incidence"] = _memory_mb()
+    stages["incidence"] = memory_mb()
     net, sampler = trainer.network, trainer.sampler
     trainer.optimizer = optimizer = make_optimizer(net, lr=model.lr, weight_decay=model.weight_decay,
                                                    sparse_tables=mode == "sparse")
     params = [p for p in net.parameters() if p.requires_grad]
     average = WeightAverage(params, model.ema_decay, optimizer)
-    stages["network"] = _memory_mb()
+    stages["network"] = memory_mb()
     net.train()
     seconds = dict.fromkeys(PHASES, 0.0)
     rated = touched = table_rows = 0
@@ -144,7 +146,7 @@ def one(n: int, mode: str, steps: int, threads: int, cache: str | None) -> dict:
             touched += grad.coalesce().indices().shape[1] if grad.is_sparse else int((grad != 0).any(1).sum())
             table_rows += len(encoder.weight)
         done += 1
-    stages["trained"] = _memory_mb()
+    stages["trained"] = memory_mb()
     total = sum(seconds.values())
     return {"ratings": n, "users": data.n_users, "items": data.n_items, "mode": mode, "steps": steps,
             "groups": sampler.groups, "ratings_per_step": rated / steps,
@@ -152,7 +154,7 @@ def one(n: int, mode: str, steps: int, threads: int, cache: str | None) -> dict:
             "ratings_per_second": rated / total, "seconds_per_step": total / steps,
             "seconds_per_step_by_phase": {k: v / steps for k, v in seconds.items()},
             "share_by_phase": {k: v / total for k, v in seconds.items()},
-            "memory_mb_after": stages, "peak_rss_mb": _memory_mb()["peak_rss_mb"], "torch_threads": threads}
+            "memory_mb_after": stages, "peak_rss_mb": memory_mb()["peak_rss_mb"], "torch_threads": threads}
 
 
 def main(argv: list[str] | None = None) -> int:

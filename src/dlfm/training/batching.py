@@ -52,9 +52,9 @@ class SideStructure:
     """One side (rows or columns) of the training matrix, compressed."""
 
     indptr: np.ndarray          # (n_rows + 1,)
-    columns: np.ndarray         # (nnz,) the other side's index of each entry
+    columns: np.ndarray         # (nnz,) the other side's index of each entry (int32 below 2**30 columns)
     values: np.ndarray          # (nnz,) centred values
-    order: np.ndarray           # (nnz,) the training rating of each entry
+    order: np.ndarray           # (nnz,) the training rating of each entry (int32 below 2**31 ratings)
     counts: np.ndarray          # (n_rows,)
     _position: np.ndarray | None = None
 
@@ -68,12 +68,21 @@ class SideStructure:
         return self._position
 
 
-def _side(rows: np.ndarray, cols: np.ndarray, centred: np.ndarray, n_rows: int) -> SideStructure:
+def index_dtype(largest: int) -> type:
+    """The narrowest index type of this module's arrays that holds ``largest``: int32 (half the
+    memory of int64; ``embedding_bag`` reads int32 indices as they are) or int64 beyond 2**31."""
+    return np.int32 if largest < 2**31 else np.int64
+
+
+def _side(rows: np.ndarray, cols: np.ndarray, centred: np.ndarray, n_rows: int, n_cols: int) -> SideStructure:
     order = np.lexsort((cols, rows))
     counts = np.bincount(rows, minlength=n_rows)
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    return SideStructure(indptr, cols[order].astype(np.int64), centred[order].astype(np.float32), order, counts)
+    # the encoders index a table of 2 · n_cols rows (A then B) with these columns
+    columns = cols[order].astype(index_dtype(2 * n_cols), copy=False)
+    values = centred[order].astype(np.float32, copy=False)
+    return SideStructure(indptr, columns, values, order.astype(index_dtype(len(order)), copy=False), counts)
 
 
 class Incidence:
@@ -91,8 +100,8 @@ class Incidence:
         self.users = ratings.users
         self.items = ratings.items
         self.targets = torch.from_numpy(ratings.ratings.astype(np.float32))
-        self.by_user = _side(ratings.users, ratings.items, centred, self.n_users)
-        self.by_item = _side(ratings.items, ratings.users, centred, self.n_items)
+        self.by_user = _side(ratings.users, ratings.items, centred, self.n_users, self.n_items)
+        self.by_item = _side(ratings.items, ratings.users, centred, self.n_items, self.n_users)
 
     def __len__(self) -> int:
         return len(self.users)
@@ -290,9 +299,7 @@ class BlockSampler:
         g = self.groups
         user_group = self.group_rng.integers(0, g, inc.n_users)
         item_group = self.group_rng.integers(0, g, inc.n_items)
-        block = user_group[inc.users] * g + item_group[inc.items]
-        order = np.argsort(block, kind="stable")
-        bounds = np.searchsorted(block[order], np.arange(g * g + 1))
+        order, bounds = self._blocks(user_group, item_group)
         rank, size = self.shard
         # an empty block is skipped by every process alike
         blocks = [b for b in self.group_rng.permutation(g * g) if bounds[b + 1] > bounds[b]]
@@ -301,6 +308,24 @@ class BlockSampler:
             batch = self.make_batch(members, user_group == b // g, item_group == b % g)
             batch.step, batch.epoch_steps = step, len(blocks)
             yield batch
+
+    def _blocks(self, user_group: np.ndarray, item_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The training ratings sorted by block (stably: by rating within a block), and where
+        each block starts: ``order[bounds[b] : bounds[b + 1]]`` are block b's ratings, with
+        b = user group · P + item group.
+
+        The block key is uint16 when the P² blocks fit (a stable sort of 16-bit keys is a radix
+        sort; an eighth of the memory of int64 keys), and the bounds are the cumulative block
+        sizes, not a search of the sorted keys: the same order and bounds as a stable argsort
+        of int64 keys, without its memory. The order is int32 below 2**31 ratings."""
+        inc, g = self.incidence, self.groups
+        key = np.uint16 if g * g <= 2**16 else np.int64
+        block = (user_group * g).astype(key)[inc.users]
+        block += item_group.astype(key)[inc.items]
+        order = np.argsort(block, kind="stable").astype(index_dtype(len(block)), copy=False)
+        bounds = np.zeros(g * g + 1, dtype=np.int64)
+        np.cumsum(np.bincount(block, minlength=g * g), out=bounds[1:])
+        return order, bounds
 
     def make_batch(self, members: np.ndarray, held_users: np.ndarray | None = None,
                    held_items: np.ndarray | None = None) -> Batch:
