@@ -150,3 +150,16 @@ def test_incidence_indices_are_int32_and_read_back_the_ratings():
         assert np.array_equal(cols[side.order], side.columns)
         assert np.array_equal(np.repeat(np.arange(len(side.counts)), side.counts), rows[side.order])
         assert np.allclose(side.values, data.ratings[side.order] - 3.0)
+
+
+@pytest.mark.parametrize("largest", [0, 70, 2**16 - 1, 2**16, 110_793, 2**31 - 1, 2**40])
+def test_stable_order_is_a_stable_argsort(largest):
+    import numpy as np
+
+    from dlfm.training.batching import stable_order
+
+    keys = np.random.default_rng(largest).integers(0, largest + 1, 5_000)
+    keys[:3] = largest  # the widest key present, and ties
+    for typed in (keys, keys.astype(np.int32) if largest < 2**31 else keys):
+        assert np.array_equal(stable_order(typed), np.argsort(typed, kind="stable"))
+    assert len(stable_order(keys[:0])) == 0

@@ -63,7 +63,7 @@ class SideStructure:
         """(nnz,) entry position of each training rating, in rating order (built on first use:
         only per-rating removal needs it)."""
         if self._position is None:
-            self._position = np.empty(len(self.order), dtype=np.int64)
+            self._position = np.empty(len(self.order), dtype=index_dtype(len(self.order)))
             self._position[self.order] = np.arange(len(self.order))
         return self._position
 
@@ -72,6 +72,21 @@ def index_dtype(largest: int) -> type:
     """The narrowest index type of this module's arrays that holds ``largest``: int32 (half the
     memory of int64; ``embedding_bag`` reads int32 indices as they are) or int64 beyond 2**31."""
     return np.int32 if largest < 2**31 else np.int64
+
+
+def stable_order(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` of non-negative integer keys, the same permutation
+    faster: NumPy's stable sort of 16-bit keys is a radix sort, of wider ones a timsort
+    (several times slower), so keys below 2**32 are sorted as two 16-bit digits, low digit
+    first (a least-significant-digit radix sort; each pass stable, so equal keys keep their
+    order)."""
+    largest = int(keys.max()) if len(keys) else 0
+    if largest < 2**16:
+        return np.argsort(keys.astype(np.uint16, copy=False), kind="stable")
+    if largest >= 2**32:
+        return np.argsort(keys, kind="stable")
+    order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    return order[np.argsort((keys[order] >> 16).astype(np.uint16), kind="stable")]
 
 
 def _side(rows: np.ndarray, cols: np.ndarray, centred: np.ndarray, n_rows: int, n_cols: int) -> SideStructure:
@@ -99,7 +114,8 @@ class Incidence:
         centred = self.inputs(ratings.ratings)
         self.users = ratings.users
         self.items = ratings.items
-        self.targets = torch.from_numpy(ratings.ratings.astype(np.float32))
+        #: the ratings' values (the container's own array: each batch casts its targets to float32)
+        self.rating_values = ratings.ratings
         self.by_user = _side(ratings.users, ratings.items, centred, self.n_users, self.n_items)
         self.by_item = _side(ratings.items, ratings.users, centred, self.n_items, self.n_users)
 
@@ -150,7 +166,7 @@ class Segments:
         if n_segments > 1:
             np.cumsum(kept_per_segment[:-1], out=offsets[1:])
         columns = self.columns.numpy()[kept]
-        order = np.argsort(columns, kind="stable")
+        order = stable_order(columns)
         sorted_columns = columns[order]
         distinct = np.flatnonzero(np.diff(sorted_columns, prepend=-1)) if len(order) else np.zeros(0, dtype=np.int64)
         segment = segment_of_kept[order]
@@ -314,15 +330,15 @@ class BlockSampler:
         each block starts: ``order[bounds[b] : bounds[b + 1]]`` are block b's ratings, with
         b = user group · P + item group.
 
-        The block key is uint16 when the P² blocks fit (a stable sort of 16-bit keys is a radix
-        sort; an eighth of the memory of int64 keys), and the bounds are the cumulative block
-        sizes, not a search of the sorted keys: the same order and bounds as a stable argsort
-        of int64 keys, without its memory. The order is int32 below 2**31 ratings."""
+        The block key is uint16 when the P² blocks fit (an eighth of the memory of int64 keys,
+        sorted by radix: :func:`stable_order`), and the bounds are the cumulative block sizes,
+        not a search of the sorted keys: the same order and bounds as a stable argsort of int64
+        keys, without its memory. The order is int32 below 2**31 ratings."""
         inc, g = self.incidence, self.groups
         key = np.uint16 if g * g <= 2**16 else np.int64
         block = (user_group * g).astype(key)[inc.users]
         block += item_group.astype(key)[inc.items]
-        order = np.argsort(block, kind="stable").astype(index_dtype(len(block)), copy=False)
+        order = stable_order(block).astype(index_dtype(len(block)), copy=False)
         bounds = np.zeros(g * g + 1, dtype=np.int64)
         np.cumsum(np.bincount(block, minlength=g * g), out=bounds[1:])
         return order, bounds
@@ -350,7 +366,7 @@ class BlockSampler:
         batch = Batch(ratings=members, user_segments=useg, item_segments=iseg,
                       user_of=torch.from_numpy(user_of.reshape(-1)), item_of=torch.from_numpy(item_of.reshape(-1)),
                       items=torch.from_numpy(items), users=torch.from_numpy(users),
-                      targets=inc.targets[torch.from_numpy(members)])
+                      targets=torch.from_numpy(inc.rating_values[members].astype(np.float32)))
         if not block:
             # where each rating sits inside its user's (item's) gathered segment
             u_flat = useg.offsets.numpy()[user_of] + (inc.by_user.position[members] - inc.by_user.indptr[users])
