@@ -138,7 +138,7 @@ def test_blocks_are_those_of_a_stable_sort_of_int64_keys(max_groups):
     assert order.dtype == np.int32
 
 
-def test_incidence_indices_are_int32_and_read_back_the_ratings():
+def test_incidence_entries_are_the_ratings_by_row_and_column_with_int32_indices():
     import numpy as np
 
     from dlfm.training.batching import Incidence
@@ -146,10 +146,12 @@ def test_incidence_indices_are_int32_and_read_back_the_ratings():
     data = _ratings(50, 40, 600)
     inc = Incidence(data, 3.0)
     for side, rows, cols in ((inc.by_user, data.users, data.items), (inc.by_item, data.items, data.users)):
-        assert side.columns.dtype == np.int32 and side.order.dtype == np.int32
-        assert np.array_equal(cols[side.order], side.columns)
-        assert np.array_equal(np.repeat(np.arange(len(side.counts)), side.counts), rows[side.order])
-        assert np.allclose(side.values, data.ratings[side.order] - 3.0)
+        assert side.columns.dtype == np.int32 and side.position.dtype == np.int32
+        assert np.array_equal(side.columns[side.position], cols)
+        assert np.array_equal(np.repeat(np.arange(len(side.counts)), side.counts)[side.position], rows)
+        assert np.allclose(side.values[side.position], data.ratings - 3.0)
+        entry_rating = np.argsort(side.position)  # the rating of each entry
+        assert np.all(np.diff(rows[entry_rating] * (cols.max() + 1) + cols[entry_rating]) > 0)  # by (row, column)
 
 
 @pytest.mark.parametrize("largest", [0, 70, 2**16 - 1, 2**16, 110_793, 2**31 - 1, 2**40])

@@ -49,22 +49,26 @@ from dlfm.data.ratings import Ratings
 
 @dataclass
 class SideStructure:
-    """One side (rows or columns) of the training matrix, compressed."""
+    """One side (rows or columns) of the training matrix, compressed: the training ratings
+    sorted by (row, column), each entry holding the other side's index and the centred value.
+    ``rows`` and ``cols`` are the ratings' own index arrays (references, not copies)."""
 
     indptr: np.ndarray          # (n_rows + 1,)
     columns: np.ndarray         # (nnz,) the other side's index of each entry (int32 below 2**30 columns)
     values: np.ndarray          # (nnz,) centred values
-    order: np.ndarray           # (nnz,) the training rating of each entry (int32 below 2**31 ratings)
     counts: np.ndarray          # (n_rows,)
+    rows: np.ndarray            # (nnz,) this side's index of each training rating, in rating order
+    cols: np.ndarray            # (nnz,) the other side's index of each training rating, in rating order
     _position: np.ndarray | None = None
 
     @property
     def position(self) -> np.ndarray:
         """(nnz,) entry position of each training rating, in rating order (built on first use:
-        only per-rating removal needs it)."""
+        only per-rating removal needs it, so the sort is not kept otherwise)."""
         if self._position is None:
-            self._position = np.empty(len(self.order), dtype=index_dtype(len(self.order)))
-            self._position[self.order] = np.arange(len(self.order))
+            order = np.lexsort((self.cols, self.rows))
+            self._position = np.empty(len(order), dtype=index_dtype(len(order)))
+            self._position[order] = np.arange(len(order))
         return self._position
 
 
@@ -97,7 +101,7 @@ def _side(rows: np.ndarray, cols: np.ndarray, centred: np.ndarray, n_rows: int, 
     # the encoders index a table of 2 · n_cols rows (A then B) with these columns
     columns = cols[order].astype(index_dtype(2 * n_cols), copy=False)
     values = centred[order].astype(np.float32, copy=False)
-    return SideStructure(indptr, columns, values, order.astype(index_dtype(len(order)), copy=False), counts)
+    return SideStructure(indptr, columns, values, counts, rows, cols)
 
 
 class Incidence:
