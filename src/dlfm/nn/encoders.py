@@ -87,7 +87,7 @@ class _RowSums(torch.autograd.Function):
             # a bag per column read: the gradient's rows, and which rows they are
             touched = F.embedding_bag(segments, grad, torch.cat([t_offsets, t_offsets + n_entries]), mode="sum",
                                       per_sample_weights=per_entry)
-            rows = torch.cat([t_rows, t_rows + n_columns]).long().unsqueeze(0)  # COO indices are int64
+            rows = torch.cat([t_rows, t_rows + n_columns]).unsqueeze(0)
             table_grad = torch.sparse_coo_tensor(rows, touched, (n_rows, width), is_coalesced=True,
                                                  check_invariants=False)
         else:

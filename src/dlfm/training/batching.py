@@ -174,8 +174,9 @@ class Segments:
         sorted_columns = columns[order]
         distinct = np.flatnonzero(np.diff(sorted_columns, prepend=-1)) if len(order) else np.zeros(0, dtype=np.int64)
         segment = segment_of_kept[order]
+        # the distinct columns as int64: they index the table's rows (sparse gradients, index_copy_)
         transpose = Transpose(torch.from_numpy(order), torch.from_numpy(segment),
-                              torch.from_numpy(sorted_columns[distinct]), torch.from_numpy(distinct))
+                              torch.from_numpy(sorted_columns[distinct].astype(np.int64)), torch.from_numpy(distinct))
         return Segments(torch.from_numpy(columns), self.values[torch.from_numpy(kept)],
                         self.weights[torch.from_numpy(kept)], torch.from_numpy(offsets), transpose)
 
