@@ -20,7 +20,10 @@ training, not of the generator, which needs more than training does at 16M).
         [--steps 64] [--threads 2] [--modes dense,sparse] [--cache /tmp/dlfm-synthetic]
 
 Against a checkout from before :mod:`dlfm.training.optim` (``PYTHONPATH=<it>/src``), ``--modes
-dense`` runs that checkout's training loop's AdamW and EMA.
+dense`` runs that checkout's training loop's AdamW and EMA. ``--before DIR`` runs every size and
+mode a second time, just before this tree's run, with ``PYTHONPATH=DIR`` (another checkout's
+``src``): a before/after comparison in one run, the two alternating so that a change of the
+machine's load falls on both (each run is labelled ``"tree": "before"`` or ``"this"``).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import time
 PHASES = ("batch", "forward", "backward", "optimizer", "average")
 
 
-def _memory_mb() -> dict[str, float]:
+def memory_mb() -> dict[str, float]:
     """Current (VmRSS) and peak (VmHWM) resident set of this process, MB."""
     out = {}
     with open("/proc/self/status") as handle:
@@ -47,7 +50,9 @@ def _memory_mb() -> dict[str, float]:
     return out
 
 
-def _ratings(n: int, cache: str | None):
+def synthetic_ratings(n: int, cache: str | None):
+    """``n`` synthetic ratings shaped like ML-20M (rank 10, noise 0.8, seed 0); with ``cache``
+    generated once and loaded from ``cache/synthetic_<n>.pkl`` afterwards."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from common import ml20m_shape
 
@@ -101,23 +106,24 @@ def one(n: int, mode: str, steps: int, threads: int, cache: str | None) -> dict:
 
     torch.set_num_threads(threads)
     stages = {}
-    data = _ratings(n, cache)
-    stages["data"] = _memory_mb()
+    data = synthetic_ratings(n, cache)
+    stages["data"] = memory_mb()
     model = create("dlf", max_epochs=1, validation_ratio=0.0, verbose=False, device="cpu")
     # the trainer of a fit: network, incidence, sampler (and its own AdamW, replaced here)
     trainer = Trainer(model, data, None)
-    stages["incidence"] = _memory_mb()
+    stages["incidence"] = memory_mb()
     net, sampler = trainer.network, trainer.sampler
     trainer.optimizer = optimizer = make_optimizer(net, lr=model.lr, weight_decay=model.weight_decay,
                                                    sparse_tables=mode == "sparse")
     params = [p for p in net.parameters() if p.requires_grad]
     average = WeightAverage(params, model.ema_decay, optimizer)
-    stages["network"] = _memory_mb()
+    stages["network"] = memory_mb()
     net.train()
     seconds = dict.fromkeys(PHASES, 0.0)
     rated = touched = table_rows = 0
     batches = iter(sampler)
     done = 0
+    cpu_started = time.process_time()
     while done < steps:
         started = time.perf_counter()
         try:
@@ -144,7 +150,8 @@ def one(n: int, mode: str, steps: int, threads: int, cache: str | None) -> dict:
             touched += grad.coalesce().indices().shape[1] if grad.is_sparse else int((grad != 0).any(1).sum())
             table_rows += len(encoder.weight)
         done += 1
-    stages["trained"] = _memory_mb()
+    stages["trained"] = memory_mb()
+    cpu_seconds = time.process_time() - cpu_started
     total = sum(seconds.values())
     return {"ratings": n, "users": data.n_users, "items": data.n_items, "mode": mode, "steps": steps,
             "groups": sampler.groups, "ratings_per_step": rated / steps,
@@ -152,7 +159,9 @@ def one(n: int, mode: str, steps: int, threads: int, cache: str | None) -> dict:
             "ratings_per_second": rated / total, "seconds_per_step": total / steps,
             "seconds_per_step_by_phase": {k: v / steps for k, v in seconds.items()},
             "share_by_phase": {k: v / total for k, v in seconds.items()},
-            "memory_mb_after": stages, "peak_rss_mb": _memory_mb()["peak_rss_mb"], "torch_threads": threads}
+            "memory_mb_after": stages, "peak_rss_mb": memory_mb()["peak_rss_mb"], "torch_threads": threads,
+            # CPU time over wall time of the steps: near the thread count on a quiet machine
+            "cpu_seconds_per_wall_second": cpu_seconds / total, "load_average_1m": os.getloadavg()[0]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", help="directory for the generated synthetic ratings (reused across runs)")
+    parser.add_argument("--before", help="another checkout's src directory, run alternately with this one")
     parser.add_argument("--json", dest="json_path")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -173,22 +183,27 @@ def main(argv: list[str] | None = None) -> int:
     from common import report
 
     runs = []
+    trees = (["before"] if args.before else []) + ["this"]
     for n in (int(x) for x in args.sizes.split(",")):
         for mode in args.modes.split(","):
-            command = [sys.executable, os.path.abspath(__file__), "--one", f"{n}:{mode}", "--steps", str(args.steps),
-                       "--threads", str(args.threads)] + (["--cache", args.cache] if args.cache else [])
-            proc = subprocess.run(command, capture_output=True, text=True)
-            if proc.returncode != 0:
-                print(proc.stderr[-2000:], file=sys.stderr)
-                return proc.returncode
-            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(json.dumps({k: runs[-1][k] for k in ("ratings", "mode", "ratings_per_second", "peak_rss_mb")}),
-                  file=sys.stderr, flush=True)
-    out: dict = {"runs": runs}
-    for mode in args.modes.split(","):
-        mine = [r for r in runs if r["mode"] == mode]
-        if len(mine) > 1:
-            out[f"cost_ratio_largest_to_smallest_{mode}"] = mine[0]["ratings_per_second"] / mine[-1]["ratings_per_second"]
+            for tree in trees:
+                command = [sys.executable, os.path.abspath(__file__), "--one", f"{n}:{mode}", "--steps", str(args.steps),
+                           "--threads", str(args.threads)] + (["--cache", args.cache] if args.cache else [])
+                env = dict(os.environ, PYTHONPATH=os.path.abspath(args.before)) if tree == "before" else None
+                proc = subprocess.run(command, capture_output=True, text=True, env=env)
+                if proc.returncode != 0:
+                    print(proc.stderr[-2000:], file=sys.stderr)
+                    return proc.returncode
+                runs.append({"tree": tree, **json.loads(proc.stdout.strip().splitlines()[-1])})
+                print(json.dumps({k: runs[-1][k] for k in ("tree", "ratings", "mode", "ratings_per_second",
+                                                           "peak_rss_mb")}), file=sys.stderr, flush=True)
+    out: dict = {"runs": runs, "load_average": os.getloadavg()}
+    for tree in trees:
+        for mode in args.modes.split(","):
+            mine = [r for r in runs if r["mode"] == mode and r["tree"] == tree]
+            if len(mine) > 1:
+                suffix = f"_{mode}" if tree == "this" else f"_{mode}_before"
+                out[f"cost_ratio_largest_to_smallest{suffix}"] = mine[0]["ratings_per_second"] / mine[-1]["ratings_per_second"]
     report(out, args.json_path)
     return 0
 

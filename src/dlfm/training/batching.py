@@ -49,31 +49,59 @@ from dlfm.data.ratings import Ratings
 
 @dataclass
 class SideStructure:
-    """One side (rows or columns) of the training matrix, compressed."""
+    """One side (rows or columns) of the training matrix, compressed: the training ratings
+    sorted by (row, column), each entry holding the other side's index and the centred value.
+    ``rows`` and ``cols`` are the ratings' own index arrays (references, not copies)."""
 
     indptr: np.ndarray          # (n_rows + 1,)
-    columns: np.ndarray         # (nnz,) the other side's index of each entry
+    columns: np.ndarray         # (nnz,) the other side's index of each entry (int32 below 2**30 columns)
     values: np.ndarray          # (nnz,) centred values
-    order: np.ndarray           # (nnz,) the training rating of each entry
     counts: np.ndarray          # (n_rows,)
+    rows: np.ndarray            # (nnz,) this side's index of each training rating, in rating order
+    cols: np.ndarray            # (nnz,) the other side's index of each training rating, in rating order
     _position: np.ndarray | None = None
 
     @property
     def position(self) -> np.ndarray:
         """(nnz,) entry position of each training rating, in rating order (built on first use:
-        only per-rating removal needs it)."""
+        only per-rating removal needs it, so the sort is not kept otherwise)."""
         if self._position is None:
-            self._position = np.empty(len(self.order), dtype=np.int64)
-            self._position[self.order] = np.arange(len(self.order))
+            order = np.lexsort((self.cols, self.rows))
+            self._position = np.empty(len(order), dtype=index_dtype(len(order)))
+            self._position[order] = np.arange(len(order))
         return self._position
 
 
-def _side(rows: np.ndarray, cols: np.ndarray, centred: np.ndarray, n_rows: int) -> SideStructure:
+def index_dtype(largest: int) -> type:
+    """The narrowest index type of this module's arrays that holds ``largest``: int32 (half the
+    memory of int64; ``embedding_bag`` reads int32 indices as they are) or int64 beyond 2**31."""
+    return np.int32 if largest < 2**31 else np.int64
+
+
+def stable_order(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` of non-negative integer keys, the same permutation
+    faster: NumPy's stable sort of 16-bit keys is a radix sort, of wider ones a timsort
+    (several times slower), so keys below 2**32 are sorted as two 16-bit digits, low digit
+    first (a least-significant-digit radix sort; each pass stable, so equal keys keep their
+    order)."""
+    largest = int(keys.max()) if len(keys) else 0
+    if largest < 2**16:
+        return np.argsort(keys.astype(np.uint16, copy=False), kind="stable")
+    if largest >= 2**32:
+        return np.argsort(keys, kind="stable")
+    order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    return order[np.argsort((keys[order] >> 16).astype(np.uint16), kind="stable")]
+
+
+def _side(rows: np.ndarray, cols: np.ndarray, centred: np.ndarray, n_rows: int, n_cols: int) -> SideStructure:
     order = np.lexsort((cols, rows))
     counts = np.bincount(rows, minlength=n_rows)
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    return SideStructure(indptr, cols[order].astype(np.int64), centred[order].astype(np.float32), order, counts)
+    # the encoders index a table of 2 · n_cols rows (A then B) with these columns
+    columns = cols[order].astype(index_dtype(2 * n_cols), copy=False)
+    values = centred[order].astype(np.float32, copy=False)
+    return SideStructure(indptr, columns, values, counts, rows, cols)
 
 
 class Incidence:
@@ -90,9 +118,10 @@ class Incidence:
         centred = self.inputs(ratings.ratings)
         self.users = ratings.users
         self.items = ratings.items
-        self.targets = torch.from_numpy(ratings.ratings.astype(np.float32))
-        self.by_user = _side(ratings.users, ratings.items, centred, self.n_users)
-        self.by_item = _side(ratings.items, ratings.users, centred, self.n_items)
+        #: the ratings' values (the container's own array: each batch casts its targets to float32)
+        self.rating_values = ratings.ratings
+        self.by_user = _side(ratings.users, ratings.items, centred, self.n_users, self.n_items)
+        self.by_item = _side(ratings.items, ratings.users, centred, self.n_items, self.n_users)
 
     def __len__(self) -> int:
         return len(self.users)
@@ -141,12 +170,13 @@ class Segments:
         if n_segments > 1:
             np.cumsum(kept_per_segment[:-1], out=offsets[1:])
         columns = self.columns.numpy()[kept]
-        order = np.argsort(columns, kind="stable")
+        order = stable_order(columns)
         sorted_columns = columns[order]
         distinct = np.flatnonzero(np.diff(sorted_columns, prepend=-1)) if len(order) else np.zeros(0, dtype=np.int64)
         segment = segment_of_kept[order]
+        # the distinct columns as int64: they index the table's rows (sparse gradients, index_copy_)
         transpose = Transpose(torch.from_numpy(order), torch.from_numpy(segment),
-                              torch.from_numpy(sorted_columns[distinct]), torch.from_numpy(distinct))
+                              torch.from_numpy(sorted_columns[distinct].astype(np.int64)), torch.from_numpy(distinct))
         return Segments(torch.from_numpy(columns), self.values[torch.from_numpy(kept)],
                         self.weights[torch.from_numpy(kept)], torch.from_numpy(offsets), transpose)
 
@@ -290,9 +320,7 @@ class BlockSampler:
         g = self.groups
         user_group = self.group_rng.integers(0, g, inc.n_users)
         item_group = self.group_rng.integers(0, g, inc.n_items)
-        block = user_group[inc.users] * g + item_group[inc.items]
-        order = np.argsort(block, kind="stable")
-        bounds = np.searchsorted(block[order], np.arange(g * g + 1))
+        order, bounds = self._blocks(user_group, item_group)
         rank, size = self.shard
         # an empty block is skipped by every process alike
         blocks = [b for b in self.group_rng.permutation(g * g) if bounds[b + 1] > bounds[b]]
@@ -301,6 +329,24 @@ class BlockSampler:
             batch = self.make_batch(members, user_group == b // g, item_group == b % g)
             batch.step, batch.epoch_steps = step, len(blocks)
             yield batch
+
+    def _blocks(self, user_group: np.ndarray, item_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The training ratings sorted by block (stably: by rating within a block), and where
+        each block starts: ``order[bounds[b] : bounds[b + 1]]`` are block b's ratings, with
+        b = user group · P + item group.
+
+        The block key is uint16 when the P² blocks fit (an eighth of the memory of int64 keys,
+        sorted by radix: :func:`stable_order`), and the bounds are the cumulative block sizes,
+        not a search of the sorted keys: the same order and bounds as a stable argsort of int64
+        keys, without its memory. The order is int32 below 2**31 ratings."""
+        inc, g = self.incidence, self.groups
+        key = np.uint16 if g * g <= 2**16 else np.int64
+        block = (user_group * g).astype(key)[inc.users]
+        block += item_group.astype(key)[inc.items]
+        order = stable_order(block).astype(index_dtype(len(block)), copy=False)
+        bounds = np.zeros(g * g + 1, dtype=np.int64)
+        np.cumsum(np.bincount(block, minlength=g * g), out=bounds[1:])
+        return order, bounds
 
     def make_batch(self, members: np.ndarray, held_users: np.ndarray | None = None,
                    held_items: np.ndarray | None = None) -> Batch:
@@ -325,7 +371,7 @@ class BlockSampler:
         batch = Batch(ratings=members, user_segments=useg, item_segments=iseg,
                       user_of=torch.from_numpy(user_of.reshape(-1)), item_of=torch.from_numpy(item_of.reshape(-1)),
                       items=torch.from_numpy(items), users=torch.from_numpy(users),
-                      targets=inc.targets[torch.from_numpy(members)])
+                      targets=torch.from_numpy(inc.rating_values[members].astype(np.float32)))
         if not block:
             # where each rating sits inside its user's (item's) gathered segment
             u_flat = useg.offsets.numpy()[user_of] + (inc.by_user.position[members] - inc.by_user.indptr[users])
