@@ -5,14 +5,17 @@ The one place for what a ranked list is scored by: the relevance threshold of a 
 by the lower column (:func:`top_k`), and precision, recall, NDCG and MAP from the hits of ranked
 lists (:func:`ranking_from_hits`). The protocols that rank items for test users live in
 :mod:`dlfm.evaluation.ranking`; a model that calibrates its own ranking on its validation part
-(:mod:`dlfm.models.neural`) uses these functions too. Imports nothing of dlfm.
+(:mod:`dlfm.models.neural`) uses these functions too. With the scoring of ranked rows (:func:`rank_rows`, by a :class:`RankingSpec`). Imports nothing
+of dlfm.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 
 def default_relevance_threshold(scale: tuple[float, float]) -> float:
@@ -102,3 +105,60 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     cols = np.take_along_axis(cols, order, axis=1)
     valid = np.isfinite(np.take_along_axis(neg, cols, axis=1))
     return cols.astype(np.int64), valid
+
+
+#: scores of a chunk of users (row indices) against the candidates, shape (len(rows), n_candidates)
+RowScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class RankingSpec:
+    """Which ranking metrics to compute: ``metrics`` at every k of ``ks``, relevant = rating ≥
+    ``threshold`` (``None``: the scale's default)."""
+
+    ks: tuple[int, ...] = (10,)
+    metrics: tuple[str, ...] = RANKING_METRICS
+    threshold: float | None = None
+    #: exactly the ``metric@k`` names asked for (all of ``metrics`` × ``ks`` when empty)
+    names: tuple[str, ...] = field(default=())
+
+    def threshold_for(self, scale: tuple[float, float]) -> float:
+        return default_relevance_threshold(scale) if self.threshold is None else float(self.threshold)
+
+    def select(self, values: dict[str, float]) -> dict[str, float]:
+        return {k: v for k, v in values.items() if not self.names or k in self.names}
+
+
+def pattern(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """The 0/1 incidence matrix of (user, item) pairs (values never matter: a 0 rating counts)."""
+    return sp.csr_matrix((np.ones(len(users), dtype=np.int8), (users, items)), shape=shape)
+
+
+def rank_rows(score_rows: RowScorer, rows: np.ndarray, candidates: np.ndarray, seen: sp.csr_matrix,
+              relevant: sp.csr_matrix, spec: RankingSpec, *, chunk_pairs: int = 2 ** 21) -> dict[str, float]:
+    """The ranking metrics of ``rows`` (users): each row's candidates minus its ``seen`` entries,
+    scored by ``score_rows``, against its ``relevant`` entries (both sparse, rows × items).
+
+    Adds ``n_rank_users``: how many rows had a relevant candidate (the others are left out)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    candidates = np.asarray(candidates, dtype=np.int64)
+    seen_c = seen[:, candidates].tocsr()
+    rel_c = relevant[:, candidates].tocsr()
+    rel_c = rel_c - rel_c.multiply(seen_c)  # a relevant item the user rated in training is no candidate
+    rel_c.eliminate_zeros()
+    n_rel_all = np.asarray((rel_c[rows] != 0).sum(axis=1)).ravel()
+    rows = rows[n_rel_all > 0]
+    n_rel = n_rel_all[n_rel_all > 0]
+    k_max = max(spec.ks)
+    hits = np.zeros((len(rows), min(k_max, len(candidates))), dtype=bool)
+    step = max(1, chunk_pairs // max(1, len(candidates)))
+    for start in range(0, len(rows), step):
+        part = rows[start:start + step]
+        scores = np.array(score_rows(part, candidates), dtype=np.float64).reshape(len(part), len(candidates))
+        scores[seen_c[part].toarray() != 0] = -np.inf
+        cols, valid = top_k(scores, k_max)
+        rel_dense = rel_c[part].toarray() != 0
+        hits[start:start + len(part)] = np.take_along_axis(rel_dense, cols, axis=1) & valid
+    out = spec.select(ranking_from_hits(hits, n_rel, spec.ks, spec.metrics))
+    out["n_rank_users"] = int(len(rows))
+    return out

@@ -17,41 +17,21 @@ Scores come in chunks of users × all candidates through one vectorised call (fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
 from dlfm.data.ratings import Ratings
 from dlfm.errors import ConfigError
-from dlfm.topn import RANKING_METRICS, default_relevance_threshold, ranking_from_hits, top_k
+from dlfm.topn import (RANKING_METRICS, RankingSpec, RowScorer, pattern, default_relevance_threshold,  # noqa: F401
+                       rank_rows, ranking_from_hits, top_k)
 
 RATING_METRICS: tuple[str, ...] = ("rmse", "mae")
 DEFAULT_METRICS = "rmse,mae,precision@10,recall@10,ndcg@10,map@10"
 
 #: scores of (user index, item index) pairs, one float per pair, higher = recommended first
 PairScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
-#: scores of a chunk of users (row indices) against the candidates, shape (len(rows), n_candidates)
-RowScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
-
-@dataclass(frozen=True)
-class RankingSpec:
-    """Which ranking metrics to compute: ``metrics`` at every k of ``ks``, relevant = rating ≥
-    ``threshold`` (``None``: the scale's default)."""
-
-    ks: tuple[int, ...] = (10,)
-    metrics: tuple[str, ...] = RANKING_METRICS
-    threshold: float | None = None
-    #: exactly the ``metric@k`` names asked for (all of ``metrics`` × ``ks`` when empty)
-    names: tuple[str, ...] = field(default=())
-
-    def threshold_for(self, scale: tuple[float, float]) -> float:
-        return default_relevance_threshold(scale) if self.threshold is None else float(self.threshold)
-
-    def select(self, values: dict[str, float]) -> dict[str, float]:
-        return {k: v for k, v in values.items() if not self.names or k in self.names}
 
 
 def comma_tokens(text: str, flag: str, what: str) -> list[str]:
@@ -104,41 +84,6 @@ def parse_metrics(spec: str | None, threshold: float | None = None,
     return RankingSpec(ks=ks, metrics=metrics, threshold=threshold, names=tuple(names))
 
 
-def _pattern(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
-    """The 0/1 incidence matrix of (user, item) pairs (values never matter: a 0 rating counts)."""
-    return sp.csr_matrix((np.ones(len(users), dtype=np.int8), (users, items)), shape=shape)
-
-
-def rank_rows(score_rows: RowScorer, rows: np.ndarray, candidates: np.ndarray, seen: sp.csr_matrix,
-              relevant: sp.csr_matrix, spec: RankingSpec, *, chunk_pairs: int = 2 ** 21) -> dict[str, float]:
-    """The ranking metrics of ``rows`` (users): each row's candidates minus its ``seen`` entries,
-    scored by ``score_rows``, against its ``relevant`` entries (both sparse, rows × items).
-
-    Adds ``n_rank_users``: how many rows had a relevant candidate (the others are left out)."""
-    rows = np.asarray(rows, dtype=np.int64)
-    candidates = np.asarray(candidates, dtype=np.int64)
-    seen_c = seen[:, candidates].tocsr()
-    rel_c = relevant[:, candidates].tocsr()
-    rel_c = rel_c - rel_c.multiply(seen_c)  # a relevant item the user rated in training is no candidate
-    rel_c.eliminate_zeros()
-    n_rel_all = np.asarray((rel_c[rows] != 0).sum(axis=1)).ravel()
-    rows = rows[n_rel_all > 0]
-    n_rel = n_rel_all[n_rel_all > 0]
-    k_max = max(spec.ks)
-    hits = np.zeros((len(rows), min(k_max, len(candidates))), dtype=bool)
-    step = max(1, chunk_pairs // max(1, len(candidates)))
-    for start in range(0, len(rows), step):
-        part = rows[start:start + step]
-        scores = np.array(score_rows(part, candidates), dtype=np.float64).reshape(len(part), len(candidates))
-        scores[seen_c[part].toarray() != 0] = -np.inf
-        cols, valid = top_k(scores, k_max)
-        rel_dense = rel_c[part].toarray() != 0
-        hits[start:start + len(part)] = np.take_along_axis(rel_dense, cols, axis=1) & valid
-    out = spec.select(ranking_from_hits(hits, n_rel, spec.ks, spec.metrics))
-    out["n_rank_users"] = int(len(rows))
-    return out
-
-
 def pair_rows(score: PairScorer) -> RowScorer:
     """A :data:`RowScorer` from a :data:`PairScorer`: all (row, candidate) pairs in one call."""
 
@@ -164,8 +109,8 @@ def evaluate_ranking(score: PairScorer | None, train: Ratings, test: Ratings, sp
     shape = (train.n_users, train.n_items)
     threshold = spec.threshold_for(train.scale)
     good = test.ratings >= threshold
-    relevant = _pattern(test.users[good], test.items[good], shape)
-    seen = _pattern(train.users, train.items, shape)
+    relevant = pattern(test.users[good], test.items[good], shape)
+    seen = pattern(train.users, train.items, shape)
     rows = np.unique(test.users[good])
     if score_rows is None:
         if score is None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from dlfm.data.ratings import Ratings
@@ -38,7 +37,7 @@ from dlfm.models.base import Recommender, UnknownPolicy
 from dlfm.models.baselines import als_biases, take_or_zero
 from dlfm.models.foldin import fold_in
 from dlfm.models.offsets import OFFSETS, RowOffsets, resolve_offsets
-from dlfm.topn import default_relevance_threshold, ranking_from_hits, top_k
+from dlfm.topn import RankingSpec, pattern, default_relevance_threshold, rank_rows
 from dlfm.models.params import Param, seed_param, size_param
 from dlfm.models.scorer import Codes, Scorer
 from dlfm.models.space import Choice, LogUniform, Uniform
@@ -384,19 +383,18 @@ class NeuralFactorModel(Recommender):
         if len(users) > self.calibration_users:
             users = np.sort(np.random.default_rng(self.seed).choice(users, self.calibration_users, replace=False))
         shape = (fit_part.n_users, fit_part.n_items)
-        seen = sp.csr_matrix((np.ones(len(fit_part)), (fit_part.users, fit_part.items)), shape=shape)
-        relevant = sp.csr_matrix((np.ones(int(good.sum())), (validation.users[good], validation.items[good])),
-                                 shape=shape)
-        seen, relevant = seen[users][:, candidates].toarray() > 0, relevant[users][:, candidates].toarray() > 0
+        seen = pattern(fit_part.users, fit_part.items, shape)
+        relevant = pattern(validation.users[good], validation.items[good], shape)
         rating = self._mean_indices(scorer, np.repeat(users, len(candidates)), np.tile(candidates, len(users)),
                                     mc=False).reshape(len(users), len(candidates))
+        row_of = np.full(fit_part.n_users, -1)
+        row_of[users] = np.arange(len(users))
         popularity = np.log1p(fit_part.item_counts[candidates])
+        spec = RankingSpec(ks=(10,), metrics=("ndcg",))
         best, best_ndcg = 0.0, -np.inf
         for weight in self.ranking_weights:
-            score = np.where(seen, -np.inf, rating + weight * popularity)
-            columns, valid = top_k(score, 10)
-            hits = np.take_along_axis(relevant, columns, axis=1) & valid
-            ndcg = ranking_from_hits(hits, relevant.sum(axis=1), [10], ["ndcg"])["ndcg@10"]
+            ndcg = rank_rows(lambda rows, _, w=weight: rating[row_of[rows]] + w * popularity, users, candidates,
+                             seen, relevant, spec)["ndcg@10"]
             if ndcg > best_ndcg + 1e-12:
                 best, best_ndcg = weight, ndcg
         return best
