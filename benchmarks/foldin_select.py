@@ -1,17 +1,25 @@
-"""Choose dlf's fold-in settings (``foldin_steps``, ``foldin_prior``) without any test rating.
+"""Choose dlf's fold-in settings (``foldin_steps``, ``foldin_prior``, ``foldin_anchor``) without any test rating.
 
 The cold-start protocol's fold 1 (``dlfm cv ml-100k --protocol new-users --fold 1``) trains
 on the ratings of 80% of the users. This script works inside that training part only: it
 holds out a further seeded sixth of its users *and* a sixth of its items (every rating of
 either), fits ``dlf`` (defaults) on the rest, and then folds in the held-out users from
 ``given`` = 5, 10, 20 of their ratings on the kept items (and the held-out items from their
-ratings by kept users), scoring their other ratings, for a grid of (steps, λ). The protocol's
+ratings by kept users), scoring their other ratings, for a grid of (steps, λ, a). The protocol's
 held-out users and their ratings are never read. (The new-items protocol holds out items of
 another split, so this inner split is not nested in its fold; its test ratings are not read
 either: the inner model is fitted on a subset of new-users fold 1's training part.)
 
     python benchmarks/foldin_select.py --threads 1 --json docs/coldstart/foldin_select.json
     python benchmarks/foldin_select.py --model-file /tmp/inner.dlfm   # reuse (or write) the fit
+
+The same inner split compares *model* settings too, peers included: ``--model M --param K=V
+--no-grid`` fits model M with those settings and scores its own fold-in (``--no-grid``: no
+fold-in grid), and reports the inner model's best validation RMSE (its early-stopping part,
+carved from the inner training ratings) as the warm figure:
+
+    python benchmarks/foldin_select.py --model mf --no-grid --json mf.json
+    python benchmarks/foldin_select.py --param row_cap=10 --no-grid --json dlf_cap10.json
 """
 
 from __future__ import annotations
@@ -28,10 +36,13 @@ from dlfm import datasets
 from dlfm.data.splits import entity_folds, fold_in_split
 from dlfm.evaluation.coldstart import fold_in_scores, transpose
 from dlfm.evaluation.metrics import rmse
-from dlfm.models import create
+from dlfm.models import create, parse_params
 from dlfm.models.base import Recommender
 
-GRID = [(0, 1.0)] + [(20, lam) for lam in (0.1, 0.3, 1.0, 3.0, 10.0)] + [(5, 1.0), (50, 1.0)]
+#: (foldin_steps, foldin_prior λ, foldin_anchor a): the encoder alone, λ with the prior around the
+#: encoder's code only (a = 1), then shares of it moved onto the population mean, and step counts
+GRID = ([(0, 1.0, 1.0)] + [(20, lam, 1.0) for lam in (0.1, 0.3, 1.0, 3.0)]
+        + [(20, lam, a) for lam in (0.3, 0.6) for a in (0.33, 0.5, 0.67)] + [(20, 0.3, 0.0), (5, 0.3, 0.5), (50, 0.3, 0.5)])
 
 
 def inner_split(seed: int):  # type: ignore[no-untyped-def]
@@ -49,6 +60,12 @@ def inner_split(seed: int):  # type: ignore[no-untyped-def]
     return train.subset(~u & ~i, name="inner"), train.subset(u & ~i), train.subset(~u & i)
 
 
+def model_param_names(name: str) -> set[str]:
+    from dlfm.models import model_class
+
+    return set(model_class(name).param_specs())
+
+
 def score(model: Recommender, held, side: str, given: int, seed: int) -> float:  # type: ignore[no-untyped-def]
     rows_major = held if side == "user" else transpose(held)
     g, others = fold_in_split(rows_major, given, by="user", seed=seed)
@@ -64,6 +81,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model-file", help="load the inner fit from here if it exists, else write it there")
+    parser.add_argument("--model", default="dlf", help="the model fitted on the inner split (default dlf)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a hyper-parameter of the model (repeatable)")
+    parser.add_argument("--no-grid", action="store_true",
+                        help="score the model's own fold-in settings only, not the grid of (steps, λ, a)")
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -72,22 +94,32 @@ def main() -> None:
     if args.model_file and os.path.exists(args.model_file):
         model = Recommender.load(args.model_file)
     else:
-        model = create("dlf", verbose=False).fit(inner)
+        params = parse_params(args.model, args.param)
+        if "verbose" in model_param_names(args.model):
+            params.setdefault("verbose", False)
+        model = create(args.model, **params).fit(inner)
         if args.model_file:
             model.save(args.model_file)
     fit_seconds = time.perf_counter() - started
     rows = []
-    for steps, lam in GRID:
-        model.foldin_steps, model.foldin_prior = steps, lam
-        row = {"foldin_steps": steps, "foldin_prior": lam}
+    grid = [None] if args.no_grid else GRID
+    for setting in grid:
+        row: dict = {}
+        if setting is not None:
+            model.foldin_steps, model.foldin_prior, model.foldin_anchor = setting
+            row = {"foldin_steps": setting[0], "foldin_prior": setting[1], "foldin_anchor": setting[2]}
         for side, held in (("user", held_users), ("item", held_items)):
             for n in (5, 10, 20):
                 row[f"{side}_given{n}"] = score(model, held, side, n, args.seed)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    out = {"seed": args.seed, "fit_seconds": fit_seconds, "n_inner": len(inner),
+    history = getattr(model, "history_", None) or []
+    val = [r["val_rmse"] for r in history if "val_rmse" in r]
+    out = {"model": args.model, "params": args.param, "seed": args.seed, "fit_seconds": fit_seconds,
+           "n_inner": len(inner), "inner_val_rmse": min(val) if val else None,
            "n_held_users": int(len(np.unique(held_users.users))), "n_held_items": int(len(np.unique(held_items.items))),
-           "noise_std": model.noise_std_, "grid": rows}
+           "noise_std": getattr(model, "noise_std_", None), "grid": rows}
+    print(json.dumps({k: v for k, v in out.items() if k != "grid"}), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     parser.add_argument("--defaults", action="store_true", help="dlf's ML-100k-tuned defaults, not LARGE_DATA")
     parser.add_argument("--model", default="dlf", help="another model to compare (e.g. mf, baseline: its defaults)")
     parser.add_argument("--threads", type=int, help="torch threads")
+    parser.add_argument("--history", action="store_true", help="also write the per-epoch history of a neural model")
     args = parser.parse_args(argv)
     from dlfm.models import parse_params
 
@@ -57,11 +58,15 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     neural = args.model in ("dlf", "vdlf")
     params = parse_params(args.model, ([] if args.defaults or not neural else LARGE_DATA) + args.param)
-    model = create(args.model, **({"verbose": True} if neural else {}), **params).fit(fold.train)
+    if neural:
+        params.setdefault("verbose", True)
+    model = create(args.model, **params).fit(fold.train)
     score = rmse(fold.test.ratings, model.predict_indices(fold.test.users, fold.test.items))
     out = {"noise": args.noise, "rmse": score, "rmse_over_noise": score / args.noise,
            "seconds": time.perf_counter() - started, "ratings": n, "users": users, "items": items,
            "epochs": len(getattr(model, "history_", [])), "model": args.model, "params": params}
+    if args.history:
+        out["history"] = list(getattr(model, "history_", []) or [])
     report(out, args.json_path)
     return 0
 

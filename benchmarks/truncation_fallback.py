@@ -16,13 +16,17 @@ baseline μ + b_u; the same for an unknown user against μ + b_i; and ``predict_
 from __future__ import annotations
 
 import argparse
-import json
+import sys
+import os
 import time
 
 import numpy as np
 import torch
 
 import dlfm.training.batching as batching
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import report  # noqa: E402
+
 from dlfm import datasets
 from dlfm.evaluation.metrics import rmse
 from dlfm.models import create
@@ -77,10 +81,7 @@ def main() -> None:
            "unknown_item_gap_max": float(gap_item.max()), "unknown_item_within_0.3": float(np.mean(gap_item <= 0.3)),
            "unknown_user_gap_mean": float(gap_user.mean()),
            "new_item_5_5_users_1_2": model.predict_new_item({1: 5, 2: 5}, [1, 2]).tolist(), "train_mean": mu}
-    print(json.dumps(out, indent=2))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(out, handle, indent=2)
+    report(out, args.json)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,10 @@ def short_rows() -> Ratings:
 
 
 def sigma_reading(model, data: Ratings, validation: Ratings) -> float:
-    """The model's σ estimate on ``validation`` with its encoders reading ``data``."""
-    scorer = model.make_scorer(model.network_, model.likelihood_, Incidence(data, model.center_), model.device_)
+    """The model's σ estimate on ``validation`` with its encoders (and its per-row offsets, if
+    any) reading ``data``."""
+    scorer = model.make_scorer(model.network_, model.likelihood_, Incidence(data, model.center_), model.device_,
+                               model.fit_offsets(data, model.likelihood_))
     return model.estimate_noise(scorer, validation)
 
 

@@ -115,7 +115,7 @@ def test_no_test_rating_reaches_the_encoders(data):
     before = model.predict_indices(fold.test.users, fold.test.items)
     # a fresh scorer (no cached codes): the codes are recomputed from the stored training ratings alone
     model.scorer_ = model.make_scorer(model.network_, model.likelihood_, Incidence(fold.train, model.center_),
-                                      model.device_)
+                                      model.device_, model.fit_offsets(fold.train, model.likelihood_))
     after = model.predict_indices(fold.test.users, fold.test.items)
     assert np.array_equal(before, after)
     # and they do read those ratings: encoders given the test ratings too predict otherwise

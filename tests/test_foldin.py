@@ -11,7 +11,7 @@ from dlfm.datasets import synthetic
 from dlfm.evaluation.coldstart import fold_in_scores
 from dlfm.evaluation.metrics import rmse
 from dlfm.models import create
-from dlfm.models.foldin import latent_spread, map_objective, refine_latent
+from dlfm.models.foldin import fold_in, latent_spread, map_objective, prior_centre, refine_latent
 
 FAST = dict(hidden=32, latent=8, decoder_hidden=16, max_epochs=10, batch_size=256, verbose=False, ema_decay=0.0,
             mc_samples=0)
@@ -71,6 +71,45 @@ def test_latent_spread_is_the_per_dimension_std_with_a_floor():
     assert torch.equal(latent_spread(x[:1]), torch.ones(2))
 
 
+def test_prior_centre_is_the_product_of_the_two_priors():
+    code = torch.tensor([1.0, -2.0])
+    population = torch.tensor([[0.0, 0.0], [2.0, 4.0]])  # mean (1, 2)
+    assert torch.equal(prior_centre(code, population, 1.0), code)
+    assert torch.allclose(prior_centre(code, population, 0.0), torch.tensor([1.0, 2.0]))
+    assert torch.allclose(prior_centre(code, population, 0.25), torch.tensor([1.0, 1.0]))
+    # N(u0, s²/(aλ)) · N(ū, s²/((1-a)λ)) has precision λ/s² and mean a u0 + (1-a) ū: the MAP of a
+    # linear-Gaussian model with the split prior is the closed form with centre c
+    gen = torch.Generator().manual_seed(1)
+    v = torch.randn(5, 2, generator=gen, dtype=torch.float64)
+    r = torch.randn(5, generator=gen, dtype=torch.float64)
+    lam, a = 0.8, 0.3
+
+    class Dot(torch.nn.Module):  # η = f(u, v) = u·v, linear in u
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            return ((u * w).sum(-1) * self.scale)[:, None]
+
+    decoder = Dot()
+
+    class Unit:
+        name = "gaussian"
+
+        @staticmethod
+        def nll(eta, y):
+            return 0.5 * (y - eta) ** 2
+
+    pop = population.double()
+    got = fold_in(decoder, Unit(), 1.0, code.double(), v, r, pop, strength=lam, steps=60, anchor=a, swap=False)
+    s = latent_spread(pop)
+    centre = a * code.double() + (1 - a) * pop.mean(0)
+    precision = torch.diag(lam / s ** 2)
+    want = torch.linalg.solve(v.T @ v + precision, v.T @ r + precision @ centre)
+    assert torch.allclose(got, want, atol=1e-6)
+
+
 def test_zero_steps_is_the_encoder_fold_in_bit_for_bit(fitted, planted):
     held = planted.test
     user = held.users[0]
@@ -86,6 +125,9 @@ def test_zero_steps_is_the_encoder_fold_in_bit_for_bit(fitted, planted):
         _, item_codes = fitted.scorer_.code_rows(np.zeros(len(target), dtype=np.int64), target)
         with torch.no_grad():
             eta = fitted._decode(fitted.network_, code.expand(len(target), -1), item_codes)[:, 0]
+        # dlf's per-row offsets: the new user's own (folded in from its ratings) and the items'
+        eta = eta + fitted._new_offset(idx, values, "user") + fitted.scorer_.pair_offset(
+            np.full(len(target), -1), target)
         assert np.array_equal(got, np.clip(fitted.likelihood_.mean(eta).double().numpy(), *fitted.scale_))
     finally:
         fitted.foldin_steps = 20
@@ -137,3 +179,25 @@ def test_poisson_fold_in_lowers_the_nll_of_the_given_counts():
         return float((rate - y * torch.log(rate)).sum())
 
     assert nll(20) < nll(0)
+
+
+def test_a_new_user_is_ranked_as_a_known_user_is(fitted, planted):
+    # recommend_new_user adds the same ranking offset (the calibrated popularity term) that
+    # score_indices adds for a known user
+    train = planted.train
+    ratings = {i: 4.0 for i in train.raw_items()[:8]}
+    saved = fitted.popularity_weight_
+    try:
+        fitted.popularity_weight_ = 0.0
+        plain = fitted.recommend_new_user(ratings, k=5)
+        fitted.popularity_weight_ = 100.0  # popularity dominates: the most rated unrated items
+        top = [item for item, _ in fitted.recommend_new_user(ratings, k=5)]
+        idx = fitted.item_vocab_.lookup(top)
+        candidates = np.setdiff1d(np.flatnonzero(train.item_counts > 0), fitted.item_vocab_.lookup(list(ratings)))
+        assert sorted(train.item_counts[idx].tolist()) == sorted(np.sort(train.item_counts[candidates])[-5:].tolist())
+        scores = fitted.predict_new_user(ratings, top) + 100.0 * np.log1p(train.item_counts[idx])
+        assert np.allclose([s for _, s in fitted.recommend_new_user(ratings, k=5)], scores)
+    finally:
+        fitted.popularity_weight_ = saved
+    assert [s for _, s in plain] == sorted([s for _, s in plain], reverse=True)
+    assert np.array_equal(create("baseline").fit(train).ranking_offset(np.arange(5)), np.zeros(5))

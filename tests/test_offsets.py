@@ -11,8 +11,10 @@ from scipy.stats import poisson
 
 from dlfm.data.ratings import Ratings
 from dlfm.data.splits import holdout
+from dlfm.datasets import synthetic
 from dlfm.errors import ConfigError
 from dlfm.models import create
+from dlfm.models.base import Recommender
 from dlfm.models.offsets import RowOffsets, poisson_offsets, resolve_offsets
 from tests.conformance import NEURAL_FAST
 
@@ -70,6 +72,11 @@ def test_unknown_rows_get_no_offset() -> None:
 def test_resolve_offsets() -> None:
     assert resolve_offsets("auto", "poisson") == "per_row"
     assert resolve_offsets("auto", "gaussian") == "global"
+    # a model declares what auto means for it: dlf has per-row offsets for a Gaussian, vdlf not
+    dlf, vdlf = create("dlf"), create("vdlf")
+    assert resolve_offsets(dlf.offsets, "gaussian", dlf.auto_offsets) == "per_row"
+    assert resolve_offsets(vdlf.offsets, "gaussian", vdlf.auto_offsets) == "global"
+    assert resolve_offsets("global", "gaussian", dlf.auto_offsets) == "global"
     with pytest.raises(ConfigError, match="bernoulli"):
         resolve_offsets("per_row", "bernoulli")
     with pytest.raises(ConfigError, match="bernoulli"):
@@ -108,3 +115,27 @@ def test_a_poisson_model_saves_and_folds_in_with_its_offsets(tmp_path) -> None:
     heavy = model.predict_new_user({items[0]: 5000, items[1]: 4000}, items[2:])
     light = model.predict_new_user({items[0]: 1, items[1]: 0}, items[2:])
     assert np.all(heavy > 10 * light)  # the new user's level comes through its offset
+
+
+def test_a_model_file_keeps_the_offsets_it_was_trained_with(tmp_path) -> None:
+    data = synthetic(120, 60, 2500, rank=2, seed=4)
+    model = create("dlf", **{**NEURAL_FAST, "max_epochs": 2})
+    model.fit(data)
+    assert model.offsets_ == "per_row" and model.scorer_.offsets is not None
+    path = tmp_path / "now.dlfm"
+    model.save(path)
+    loaded = Recommender.load(path)
+    assert loaded.offsets_ == "per_row"
+    assert np.array_equal(loaded.predict_indices(data.users[:50], data.items[:50]),
+                          model.predict_indices(data.users[:50], data.items[:50]))
+    # a file of the previous round: fitted with the global offset while ``auto`` meant that for a
+    # Gaussian, and no resolved offsets in its meta — it must load with the global offset
+    old = create("dlf", **{**NEURAL_FAST, "max_epochs": 2}, offsets="global").fit(data)
+    old.offsets = "auto"
+    extra = old._extra_meta
+    old._extra_meta = lambda: {k: v for k, v in extra().items() if k != "offsets"}  # type: ignore[method-assign]
+    old.save(tmp_path / "old.dlfm")
+    reread = Recommender.load(tmp_path / "old.dlfm")
+    assert reread.offsets_ == "global" and reread.scorer_.offsets is None
+    assert np.array_equal(reread.predict_indices(data.users[:50], data.items[:50]),
+                          old.predict_indices(data.users[:50], data.items[:50]))

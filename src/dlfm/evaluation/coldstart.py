@@ -18,7 +18,10 @@ Protocol ``new-users`` (``new-items`` is the same with users and items swapped):
 Both are scored by RMSE and MAE on the other ratings and by the top-N metrics of
 :mod:`dlfm.evaluation.ranking`, where each held-out user ranks the items with a training rating
 that are not among its given ones, relevant = its other ratings at or above the threshold;
-both rank by the prediction as served (clipped to the scale: fold-in returns no other).
+both rank as the model recommends: the retrained model by its ranking score (``score_matrix``,
+unclipped, as :meth:`~dlfm.models.base.Recommender.recommend`), the fold-in by its prediction
+plus :meth:`~dlfm.models.base.Recommender.ranking_offset` (as ``recommend_new_user``; for
+``new-items`` the offset is the item's own and the same for every user, so it changes nothing).
 """
 
 from __future__ import annotations
@@ -122,7 +125,6 @@ def evaluate_fold(model_name: str, params: dict[str, Any], train: Ratings, held:
     # row-major views: rows = the held-out side (users, or items when flipped)
     t_train, t_held = (transpose(train), transpose(held)) if flip else (train, held)
     candidates = np.flatnonzero((t_train.item_counts > 0))
-    lo, hi = train.scale
     records = []
     for n in given:
         g, others = fold_in_split(t_held, n, by="user", seed=seed)
@@ -139,8 +141,9 @@ def evaluate_fold(model_name: str, params: dict[str, Any], train: Ratings, held:
         position[rows] = np.arange(len(rows))
         record["fold_in"] = _scores(scores[position[others.users], others.items], others)
         if ranking is not None:
-            record["fold_in"].update(_ranking(lambda r, c: scores[position[r]][:, c], rows, candidates, g, others,
-                                              ranking))
+            bonus = np.zeros(scores.shape[1]) if flip else model.ranking_offset(np.arange(scores.shape[1]))
+            record["fold_in"].update(_ranking(lambda r, c: scores[position[r]][:, c] + bonus[c], rows, candidates,
+                                              g, others, ranking))
         record["fold_in_seconds"] = time.perf_counter() - t0
         if reference:
             t0 = time.perf_counter()
@@ -148,11 +151,11 @@ def evaluate_fold(model_name: str, params: dict[str, Any], train: Ratings, held:
             ref = create(model_name, **params).fit(both)
             if flip:
                 def served(r: np.ndarray, c: np.ndarray) -> np.ndarray:
-                    return np.clip(ref.score_matrix(c, r).T, lo, hi)
+                    return ref.score_matrix(c, r).T
                 pred = ref.predict_indices(others.items, others.users)
             else:
                 def served(r: np.ndarray, c: np.ndarray) -> np.ndarray:
-                    return np.clip(ref.score_matrix(r, c), lo, hi)
+                    return ref.score_matrix(r, c)
                 pred = ref.predict_indices(others.users, others.items)
             record["retrained"] = _scores(pred, others)
             if ranking is not None:

@@ -492,6 +492,14 @@ class Recommender:
             out["std"] = out["samples"].std(axis=1) if "samples" in out else dist["std"]
         return out
 
+    def ranking_offset(self, items: np.ndarray) -> np.ndarray:
+        """What the ranking score adds to a pair's predicted rating for items ``items``
+        (indices; ``-1`` for unknown): 0 here; ``dlf``/``vdlf`` add their calibrated popularity
+        term w log(1 + n_j). :meth:`score_indices` of a known user and
+        :meth:`recommend_new_user` of a new one both add it, so that a user is ranked the same
+        way whether known or folded in."""
+        return np.zeros(np.asarray(items).shape, dtype=np.float64)
+
     def score_matrix(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """:meth:`score_indices` of every (user, item) pair of ``users × items``, shape
         (len(users), len(items)); a model with a faster product (``mf``) overrides it."""
@@ -626,14 +634,16 @@ class Recommender:
 
     def recommend_new_user(self, ratings: Mapping[Any, float], k: int = 10, *,
                            items: Sequence[Any] | None = None) -> list[tuple[Any, float]]:
-        """Top-``k`` items for a new user given ``{item: rating}``; rated items are excluded."""
+        """Top-``k`` items for a new user given ``{item: rating}``, ranked by the fold-in's
+        prediction plus :meth:`ranking_offset` (as a known user is ranked); rated items are
+        excluded."""
         self._check_fitted()
         _check_k(k)
         candidates = self._candidates(items)
         rated = self.item_vocab_.lookup(list(ratings))
         candidates = np.setdiff1d(candidates, rated[rated >= 0])
         scores = np.asarray(self.predict_new_user(ratings, self.item_vocab_.raw(candidates)), dtype=np.float64)
-        return self._top(candidates, scores, k)
+        return self._top(candidates, scores + self.ranking_offset(candidates), k)
 
     def _new_user_row(self, ratings: Mapping[Any, float]) -> tuple[np.ndarray, np.ndarray]:
         """Item indices and values of a new user's ratings; unknown items are an error."""

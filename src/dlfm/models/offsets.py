@@ -30,18 +30,22 @@ import numpy as np
 from dlfm.data.ratings import Ratings
 from dlfm.errors import ConfigError
 
-#: ``auto``: ``per_row`` for Poisson, ``global`` otherwise
+#: ``auto``: what the model declares for its likelihood (:data:`AUTO_OFFSETS` unless it says otherwise)
 OFFSETS = ("auto", "global", "per_row")
+#: what ``auto`` means per likelihood, unless a model declares its own (``dlf``: ``per_row`` for
+#: the Gaussian too)
+AUTO_OFFSETS = {"gaussian": "global", "poisson": "per_row", "bernoulli": "global"}
 #: pseudo-counts at the global rate that shrink a Poisson offset
 POISSON_PRIOR = 1.0
 #: ALS penalties of the Gaussian offsets (``baseline``'s defaults)
 GAUSSIAN_PENALTIES = (15.0, 10.0)
 
 
-def resolve_offsets(offsets: str, likelihood: str) -> str:
-    """``global`` or ``per_row`` for the model's ``offsets`` setting and likelihood."""
+def resolve_offsets(offsets: str, likelihood: str, auto: dict[str, str] = AUTO_OFFSETS) -> str:
+    """``global`` or ``per_row`` for the model's ``offsets`` setting and likelihood; ``auto`` is
+    the model's choice per likelihood."""
     if offsets == "auto":
-        return "per_row" if likelihood == "poisson" else "global"
+        return auto[likelihood]
     if offsets == "per_row" and likelihood == "bernoulli":
         raise ConfigError("offsets=per_row is for the gaussian and poisson likelihoods, not bernoulli")
     return offsets
