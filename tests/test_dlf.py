@@ -253,3 +253,31 @@ def test_row_cap_weights_long_rows_down():
     longest = int(np.argmax(inc.by_user.counts))
     seg = gather_rows(inc.by_user, np.array([longest]), row_cap=5)
     assert np.allclose(seg.weights.numpy(), 5 / inc.by_user.counts[longest])
+
+
+def test_row_norm_weights_rows_by_a_power_of_their_length():
+    from dlfm.training.batching import ROW_NORM_LENGTH, gather_rows, row_scale
+
+    assert ROW_NORM_LENGTH == 30
+    # (30 / n)^0.5: a row of 30 keeps weight 1, one of 120 weighs 1/2, one of 7.5... 2
+    assert np.allclose(row_scale(np.array([30, 120, 270]), None, 0.5), [1.0, 0.5, 1 / 3])
+    assert np.allclose(row_scale(np.array([30, 60]), None, 1.0), [1.0, 0.5])
+    # with a cap the two multiply: n = 120, cap 60 → 0.5 · 0.5
+    assert np.allclose(row_scale(np.array([120]), 60, 0.5), [0.25])
+    assert np.allclose(row_scale(np.array([5, 400]), None, 0.0), 1.0)
+    ratings = synthetic(30, 60, 900, rank=2, noise=0.3, seed=4)
+    inc = Incidence(ratings, ratings.global_mean)
+    longest = int(np.argmax(inc.by_user.counts))
+    seg = gather_rows(inc.by_user, np.array([longest]), row_norm=0.5)
+    assert np.allclose(seg.weights.numpy(), np.sqrt(30 / inc.by_user.counts[longest]))
+
+
+def test_a_new_row_is_weighted_as_a_training_row_of_its_length():
+    # the code of a new user from exactly a known user's ratings equals that user's code
+    ratings = synthetic(60, 40, 1000, rank=2, noise=0.3, seed=5)
+    model = create("dlf", **FAST, row_norm=0.5, mc_samples=0).fit(ratings)
+    user = int(np.argmax(ratings.user_counts))
+    mine = ratings.users == user
+    code = model.scorer_.encode_new(model.network_.user_encoder, ratings.items[mine], ratings.ratings[mine])
+    known, _ = model.scorer_.code_rows(np.array([user]), np.array([0]))
+    assert torch.allclose(code, known, atol=1e-5)

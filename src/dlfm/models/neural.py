@@ -112,6 +112,9 @@ class NeuralFactorModel(Recommender):
             (r_ij alone subtracted, per rating); see :mod:`dlfm.training.batching`.
         max_groups: most user (item) groups of the block grid; on large data the batches
             grow instead, which bounds the cost per rating of reading rows.
+        row_norm: the entries of a row (column) of n ratings are weighted by (30 / n)^row_norm
+            (:func:`~dlfm.training.batching.row_scale`; ``0.5``: SVD++'s 1/√n up to the constant),
+            so that the first layer's sums grow like n^(1 − row_norm) (``0``: off, the default).
         row_cap: the entries of a row (column) longer than this are weighted by
             ``row_cap / length``, so that very long rows (popular items) keep the encoders'
             inputs in the activation's range (``0`` = off).
@@ -168,6 +171,8 @@ class NeuralFactorModel(Recommender):
               choices=REMOVALS),
         size_param("max_groups", "most user (item) groups of the block grid", low=2, high=2**20),
         size_param("row_cap", "rows longer than this are down-weighted to it (0: off)", low=0, high=2**31),
+        Param("row_norm", float, "entries of a row of n ratings weighted by (30/n)^row_norm (0: off; 0.5: 1/sqrt(n))",
+              low=0, high=2),
         Param("grad_clip", float, "clip the gradient norm to this (0: off)", low=0),
         Param("device", str, "where the network computes", choices=("cpu", "cuda", "auto")),
         Param("verbose", bool, "show a progress bar"),
@@ -194,7 +199,8 @@ class NeuralFactorModel(Recommender):
                  likelihood: str = "gaussian", ranking: str = "calibrated", offsets: str = "auto", lr: float = 5e-3, lr_decay: float = 0.95, ema_decay: float = 0.995,
                  weight_decay: float = 0.5, batch_size: int = 2048, mc_samples: int = 16,
                  max_epochs: int = 100, patience: int = 5, validation_ratio: float = 0.05, max_neighbors: int = 0,
-                 removal: str = "block", max_groups: int = 16, row_cap: int = 0, grad_clip: float = 0.0,
+                 removal: str = "block", max_groups: int = 16, row_cap: int = 0, row_norm: float = 0.0,
+                 grad_clip: float = 0.0,
                  device: str = "auto", foldin_steps: int = 20, foldin_prior: float = 0.3,
                  foldin_anchor: float = 0.5,
                  verbose: bool = True, seed: int = 0) -> None:
@@ -221,6 +227,7 @@ class NeuralFactorModel(Recommender):
         self.removal = removal
         self.max_groups = max_groups
         self.row_cap = row_cap
+        self.row_norm = row_norm
         self.grad_clip = grad_clip
         self.device = device
         self.foldin_steps = foldin_steps
@@ -272,13 +279,15 @@ class NeuralFactorModel(Recommender):
         """The training batches of this configuration over ``incidence``."""
         return BlockSampler(incidence, self.batch_size, input_keep=1.0 - self.input_dropout,
                             max_neighbors=self.max_neighbors or None, seed=self.seed, shard=shard,
-                            removal=self.removal, max_groups=self.max_groups, row_cap=self.row_cap or None)
+                            removal=self.removal, max_groups=self.max_groups, row_cap=self.row_cap or None,
+                            row_norm=self.row_norm)
 
     def make_scorer(self, network: DeepLatentFactorNet, likelihood: Likelihood, incidence: Incidence,
                     device: torch.device, offsets: RowOffsets | None = None) -> Scorer:
         """A scorer of ``network`` reading ``incidence`` with this configuration's settings."""
         return Scorer(network, likelihood, incidence, device, input_dropout=self.input_dropout,
-                      row_cap=self.row_cap, mc_samples=self.mc_samples, seed=self.seed, offsets=offsets)
+                      row_cap=self.row_cap, mc_samples=self.mc_samples, seed=self.seed, offsets=offsets,
+                      row_norm=self.row_norm)
 
     @property
     def log_inputs(self) -> bool:

@@ -12,7 +12,7 @@ prediction time (no dropout), and likewise h(column j) for item j:
 
     a_i = b + Σ_{j ∈ row i} w_i (c_ij A[j] + B[j]),   code_i = W₂ tanh(a_i) + b₂,
 
-with c_ij = r_ij − μ and w_i the row weight of ``row_cap`` (:func:`~dlfm.training.batching.row_scale`).
+with c_ij = r_ij − μ and w_i the row weight of ``row_cap`` and ``row_norm`` (:func:`~dlfm.training.batching.row_scale`).
 :meth:`Scorer.codes` computes all of them once and keeps them; one extra last row is the code
 of the empty row, g(∅), used for index ``-1``. :meth:`Scorer.mc_codes` draws ``mc_samples``
 sets of codes through random input-dropout masks (Monte Carlo dropout at the input, as in
@@ -45,7 +45,7 @@ class Scorer:
         likelihood: the observation model (its mean maps the decoder output η to E[r]).
         incidence: the ratings the encoders read, centred by ``incidence.center``.
         device: where the network computes.
-        input_dropout, row_cap, mc_samples, seed: the model's settings of the same names.
+        input_dropout, row_cap, mc_samples, seed, row_norm: the model's settings of the same names.
         offsets: per-user and per-item offsets of η (``None``: the likelihood's global one only).
     """
 
@@ -58,6 +58,7 @@ class Scorer:
     mc_samples: int
     seed: int
     offsets: RowOffsets | None = None
+    row_norm: float = 0.0
     _codes: Codes | None = field(default=None, repr=False)
     _mc_codes: list[Codes] | None = field(default=None, repr=False)
 
@@ -74,7 +75,8 @@ class Scorer:
         parts = []
         for start in range(0, n_rows, chunk):
             rows = np.arange(start, min(n_rows, start + chunk))
-            seg = gather_rows(side, rows, keep=keep, generator=rng, row_cap=self.row_cap or None)
+            seg = gather_rows(side, rows, keep=keep, generator=rng, row_cap=self.row_cap or None,
+                              row_norm=self.row_norm)
             parts.append(encoder.finish(encoder.segment_sums(seg)))
         parts.append(encoder.finish(encoder.bias.unsqueeze(0)))
         return torch.cat(parts)
@@ -118,11 +120,11 @@ class Scorer:
 
     def encode_new(self, encoder: RowEncoder, columns: np.ndarray, values: np.ndarray) -> torch.Tensor:
         """The code of a row the network never saw (a new user's ratings for g, a new item's
-        for h), weighted as a training row of that length is (``row_cap``)."""
+        for h), weighted as a training row of that length is (``row_cap``, ``row_norm``)."""
         dev = self.device
         centred = torch.as_tensor(self.incidence.inputs(values), dtype=torch.float32, device=dev)
         cols = torch.as_tensor(columns, dtype=torch.int64, device=dev)
-        weights = torch.full_like(centred, float(row_scale(len(values), self.row_cap or None)))
+        weights = torch.full_like(centred, float(row_scale(len(values), self.row_cap or None, self.row_norm)))
         with torch.no_grad():
             sums = encoder.row_sums(cols, centred, weights, torch.zeros(1, dtype=torch.int64, device=dev))
             return encoder.finish(sums)

@@ -183,12 +183,12 @@ class Segments:
 
 def gather_rows(side: SideStructure, rows: np.ndarray, *, keep: float = 1.0, max_neighbors: int | None = None,
                 generator: np.random.Generator | None = None, held_out: np.ndarray | None = None,
-                held_share: float = 0.0, row_cap: int | None = None) -> Segments:
+                held_share: float = 0.0, row_cap: int | None = None, row_norm: float = 0.0) -> Segments:
     """Entries of ``rows``; with ``keep < 1`` or a neighbour cap, random weights 0 or 1/p.
 
     ``held_out`` (a boolean per column of the other side) zeroes the entries of those columns
     and weights the rest by 1 / (1 − ``held_share``), the share held out on average.
-    ``row_cap``: the entries of a row longer than this are weighted by ``row_cap`` / length.
+    ``row_cap``, ``row_norm``: the entries of a row are weighted by :func:`row_scale` of its length.
     """
     starts = side.indptr[rows]
     counts = side.indptr[rows + 1] - starts
@@ -208,18 +208,32 @@ def gather_rows(side: SideStructure, rows: np.ndarray, *, keep: float = 1.0, max
         weights = (generator.random(total, dtype=np.float32) < p_entry) / p_entry
     if held_out is not None:
         weights = weights * (~held_out[columns] * np.float32(1.0 / (1.0 - held_share)))
-    if row_cap:
-        weights = weights * np.repeat(row_scale(counts, row_cap), counts)
+    if row_cap or row_norm:
+        weights = weights * np.repeat(row_scale(counts, row_cap, row_norm), counts)
     return Segments(torch.from_numpy(columns), torch.from_numpy(side.values[flat]),
                     torch.from_numpy(weights.astype(np.float32, copy=False)), torch.from_numpy(offsets))
 
 
-def row_scale(lengths: np.ndarray, row_cap: int | None) -> np.ndarray:
-    """Weight of each entry of rows of these lengths: min(1, row_cap / length) (1 without a cap)."""
+#: the row length whose entries keep weight 1 under ``row_norm`` (see :func:`row_scale`)
+ROW_NORM_LENGTH = 30
+
+
+def row_scale(lengths: np.ndarray, row_cap: int | None, row_norm: float = 0.0) -> np.ndarray:
+    """Weight of each entry of rows of these lengths n:
+
+        w(n) = min(1, row_cap / n) · (L / n)^row_norm,   L = :data:`ROW_NORM_LENGTH`,
+
+    the first factor 1 without a cap, the second 1 at ``row_norm = 0``. ``row_norm = 0.5`` is
+    SVD++'s |N(u)|^(−1/2) up to the constant: the first layer's sum over a row of n entries
+    grows like √n instead of n, so that long rows (popular items with thousands of ratings) stay
+    in the activation's range, and a row of L entries reads as it does without it."""
     lengths = np.asarray(lengths)
-    if not row_cap:
-        return np.ones(lengths.shape, dtype=np.float32)
-    return np.minimum(1.0, row_cap / np.maximum(lengths, 1)).astype(np.float32)
+    out = np.ones(lengths.shape, dtype=np.float64)
+    if row_cap:
+        out = np.minimum(1.0, row_cap / np.maximum(lengths, 1))
+    if row_norm:
+        out = out * (ROW_NORM_LENGTH / np.maximum(lengths, 1)) ** row_norm
+    return out.astype(np.float32)
 
 
 @dataclass
@@ -277,7 +291,7 @@ class BlockSampler:
 
     def __init__(self, incidence: Incidence, batch_size: int, *, input_keep: float, max_neighbors: int | None,
                  seed: int, shard: tuple[int, int] = (0, 1), removal: str = "block", max_groups: int = 16,
-                 row_cap: int | None = None):
+                 row_cap: int | None = None, row_norm: float = 0.0):
         if removal not in REMOVALS:
             raise ValueError(f"removal must be one of {REMOVALS}, not {removal!r}")
         self.incidence = incidence
@@ -292,6 +306,7 @@ class BlockSampler:
         self.shard = shard
         self.removal = removal
         self.row_cap = row_cap
+        self.row_norm = row_norm
         n_blocks = max(1.0, len(incidence) / batch_size)
         # block removal holds out 1/groups of every row, so it needs at least 2 groups
         least = 2 if removal == "block" else 1
@@ -364,10 +379,10 @@ class BlockSampler:
         keep = self.random_keep
         useg = gather_rows(inc.by_user, distinct_u, keep=keep, max_neighbors=self.max_neighbors,
                            generator=self.mask_rng, held_out=held_items if block else None, held_share=self.held_share,
-                           row_cap=self.row_cap)
+                           row_cap=self.row_cap, row_norm=self.row_norm)
         iseg = gather_rows(inc.by_item, distinct_i, keep=keep, max_neighbors=self.max_neighbors,
                            generator=self.mask_rng, held_out=held_users if block else None, held_share=self.held_share,
-                           row_cap=self.row_cap)
+                           row_cap=self.row_cap, row_norm=self.row_norm)
         batch = Batch(ratings=members, user_segments=useg, item_segments=iseg,
                       user_of=torch.from_numpy(user_of.reshape(-1)), item_of=torch.from_numpy(item_of.reshape(-1)),
                       items=torch.from_numpy(items), users=torch.from_numpy(users),
