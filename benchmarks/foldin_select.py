@@ -36,7 +36,7 @@ from dlfm import datasets
 from dlfm.data.splits import entity_folds, fold_in_split
 from dlfm.evaluation.coldstart import fold_in_scores, transpose
 from dlfm.evaluation.metrics import rmse
-from dlfm.models import create, parse_params
+from dlfm.models import create, model_class, parse_params
 from dlfm.models.base import Recommender
 
 #: (foldin_steps, foldin_prior λ, foldin_anchor a): the encoder alone, λ with the prior around the
@@ -58,12 +58,6 @@ def inner_split(seed: int):  # type: ignore[no-untyped-def]
     held_i[rng.choice(items, len(items) // 6, replace=False)] = True
     u, i = held_u[train.users], held_i[train.items]
     return train.subset(~u & ~i, name="inner"), train.subset(u & ~i), train.subset(~u & i)
-
-
-def model_param_names(name: str) -> set[str]:
-    from dlfm.models import model_class
-
-    return set(model_class(name).param_specs())
 
 
 def score(model: Recommender, held, side: str, given: int, seed: int) -> float:  # type: ignore[no-untyped-def]
@@ -95,7 +89,7 @@ def main() -> None:
         model = Recommender.load(args.model_file)
     else:
         params = parse_params(args.model, args.param)
-        if "verbose" in model_param_names(args.model):
+        if "verbose" in model_class(args.model).param_specs():
             params.setdefault("verbose", False)
         model = create(args.model, **params).fit(inner)
         if args.model_file:

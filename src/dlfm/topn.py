@@ -3,10 +3,10 @@
 The one place for what a ranked list is scored by: the relevance threshold of a rating scale
 (:func:`default_relevance_threshold`), the top ``k`` columns of a score matrix with ties broken
 by the lower column (:func:`top_k`), and precision, recall, NDCG and MAP from the hits of ranked
-lists (:func:`ranking_from_hits`). The protocols that rank items for test users live in
+lists (:func:`ranking_from_hits`), and the scoring of ranked rows (:func:`rank_rows`, by a
+:class:`RankingSpec`). The protocols that rank items for test users live in
 :mod:`dlfm.evaluation.ranking`; a model that calibrates its own ranking on its validation part
-(:mod:`dlfm.models.neural`) uses these functions too. With the scoring of ranked rows (:func:`rank_rows`, by a :class:`RankingSpec`). Imports nothing
-of dlfm.
+(:mod:`dlfm.models.neural`) uses these functions too. Imports nothing of dlfm.
 """
 
 from __future__ import annotations

@@ -125,6 +125,9 @@ def evaluate_fold(model_name: str, params: dict[str, Any], train: Ratings, held:
     # row-major views: rows = the held-out side (users, or items when flipped)
     t_train, t_held = (transpose(train), transpose(held)) if flip else (train, held)
     candidates = np.flatnonzero((t_train.item_counts > 0))
+    # a new user's ranking score adds the model's ranking offset, as recommend_new_user does (a
+    # new item's own offset is the same for every user it ranks, so none is added)
+    bonus = np.zeros(t_train.n_items) if flip else model.ranking_offset(np.arange(t_train.n_items))
     records = []
     for n in given:
         g, others = fold_in_split(t_held, n, by="user", seed=seed)
@@ -141,7 +144,6 @@ def evaluate_fold(model_name: str, params: dict[str, Any], train: Ratings, held:
         position[rows] = np.arange(len(rows))
         record["fold_in"] = _scores(scores[position[others.users], others.items], others)
         if ranking is not None:
-            bonus = np.zeros(scores.shape[1]) if flip else model.ranking_offset(np.arange(scores.shape[1]))
             record["fold_in"].update(_ranking(lambda r, c: scores[position[r]][:, c] + bonus[c], rows, candidates,
                                               g, others, ranking))
         record["fold_in_seconds"] = time.perf_counter() - t0

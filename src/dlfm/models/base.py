@@ -460,8 +460,9 @@ class Recommender:
     def score_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Ranking scores of index pairs (higher = recommend first), as the top-N protocol of
         :mod:`dlfm.evaluation.ranking` reads them: the prediction *before* clipping to the
-        rating scale, so that items predicted above the top of the scale do not tie. A model
-        that ranks by something else than its rating (``popular``) overrides this."""
+        rating scale, so that items predicted above the top of the scale do not tie, plus
+        :meth:`ranking_offset`. A model that ranks by something else than its rating
+        (``popular``) overrides this."""
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64).reshape(-1)
         items = np.asarray(items, dtype=np.int64).reshape(-1)
@@ -469,7 +470,8 @@ class Recommender:
             raise ConfigError(f"users and items differ in shape ({users.shape} vs {items.shape})")
         if users.size == 0:
             return np.empty(0, dtype=np.float64)
-        return self._back(np.asarray(self._predict_indices(users, items), dtype=np.float64), clip=False)
+        return (self._back(np.asarray(self._predict_indices(users, items), dtype=np.float64), clip=False)
+                + self.ranking_offset(items))
 
     def _back(self, values: Any, *, clip: bool = True) -> np.ndarray:
         """``values`` of the model's (transformed) space in the original one: t⁻¹(values),
@@ -601,12 +603,18 @@ class Recommender:
                     col = position[rows.indices]
                     scores[row_of[col >= 0], col[col >= 0]] = -np.inf
                 top = _top_rows(scores, k)
+                pair_users = []
                 for row, order in enumerate(top):
                     order = order[np.isfinite(scores[row, order])]
                     out_users.append(np.full(len(order), start + row))
                     out_ranks.append(np.arange(1, len(order) + 1))
                     out_items.append(candidates[order])
-                    out_scores.append(self.predict_indices(np.full(len(order), chunk[row]), candidates[order]))
+                    pair_users.append(np.full(len(order), chunk[row]))
+                # the served predictions of the chunk's lists in one call (a pair's prediction
+                # does not depend on the rest of the request)
+                if pair_users:
+                    out_scores.append(self.predict_indices(np.concatenate(pair_users),
+                                                           np.concatenate(out_items[-len(pair_users):])))
                 bar.update(len(chunk))
         cat = (lambda parts, dtype: np.concatenate(parts) if parts else np.empty(0, dtype=dtype))
         rows_of_users = cat(out_users, np.int64)

@@ -265,7 +265,7 @@ class NeuralFactorModel(Recommender):
         exists and the offsets suit the likelihood."""
         super()._validate_params()
         resolve_device(self.device)
-        resolve_offsets(self.offsets, self.likelihood, self.auto_offsets)
+        self.configured_offsets()
 
     # ------------------------------------------------------------------ fitting
     def build_network(self, n_users: int, n_items: int) -> DeepLatentFactorNet:
@@ -306,11 +306,15 @@ class NeuralFactorModel(Recommender):
         """``ratings`` as the encoders read them (see :class:`~dlfm.training.batching.Incidence`)."""
         return Incidence(ratings, center, log_inputs=self.log_inputs, spread=spread)
 
+    def configured_offsets(self) -> str:
+        """``global`` or ``per_row``: what the ``offsets`` setting means for this model and
+        likelihood (:attr:`auto_offsets`); a :class:`ConfigError` if it does not suit them."""
+        return resolve_offsets(self.offsets, self.likelihood, self.auto_offsets)
+
     def offsets_mode(self) -> str:
-        """``global`` or ``per_row``: the fitted (or loaded) model's :attr:`offsets_`, else what
-        the ``offsets`` setting means for this model and likelihood (:attr:`auto_offsets`)."""
+        """The fitted (or loaded) model's :attr:`offsets_`, else :meth:`configured_offsets`."""
         fitted = getattr(self, "offsets_", None)
-        return fitted if fitted is not None else resolve_offsets(self.offsets, self.likelihood, self.auto_offsets)
+        return fitted if fitted is not None else self.configured_offsets()
 
     def fit_offsets(self, ratings: Ratings, likelihood: Likelihood) -> RowOffsets | None:
         """The per-row offsets of η on ``ratings`` (``None`` when :meth:`offsets_mode` is
@@ -334,7 +338,7 @@ class NeuralFactorModel(Recommender):
     def _fit(self, train: Ratings, validation: Ratings | None, **options: Any) -> None:
         #: ``global`` or ``per_row``: what ``offsets`` meant when the model was fitted (saved in
         #: the model file, so that a file keeps the offsets it was trained with)
-        self.offsets_ = resolve_offsets(self.offsets, self.likelihood, self.auto_offsets)
+        self.offsets_ = self.configured_offsets()
         trained = Trainer(self, train, validation, **options).run()
         self._set_trained(trained.network, trained.likelihood, trained.center, trained.spread, trained.noise_std,
                           trained.popularity_weight)
@@ -427,13 +431,6 @@ class NeuralFactorModel(Recommender):
             if ndcg > best_ndcg + 1e-12:
                 best, best_ndcg = weight, ndcg
         return best
-
-    def score_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """The ranking score: the unclipped prediction plus :meth:`ranking_offset`."""
-        scores = super().score_indices(users, items)
-        if not self.popularity_weight_:
-            return scores
-        return scores + self.ranking_offset(np.asarray(items, dtype=np.int64).reshape(-1))
 
     def ranking_offset(self, items: np.ndarray) -> np.ndarray:
         """w log(1 + n_j), with n_j the item's training ratings (0 for an unknown item) and
