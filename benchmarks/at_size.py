@@ -8,7 +8,7 @@ is that process's own) and the results are gathered under one key each:
   4,000,000);
 * ``throughput``: ``scale.py --sizes S`` — one ``dlf`` epoch at each size (training ratings/s,
   peak memory), and the cost per rating of the largest size over the smallest's;
-* ``accuracy``: ``synthetic_accuracy.py --ratings N --defaults`` for ``dlf`` (the shipped
+* ``accuracy``: ``synthetic_accuracy.py --ratings N`` for ``dlf`` (the shipped
   defaults, no ``--param``), ``mf`` and ``baseline`` on the same synthetic split of each size
   in ``--accuracy-sizes``: held-out RMSE, and for ``dlf`` the epochs and seconds to its
   early-stopped best epoch.
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             for model in ("dlf", "mf", "baseline"):
                 flags = ["--ratings", str(size), "--model", model, "--threads", str(args.threads)]
                 if model == "dlf":
-                    flags += ["--defaults", "--history"]
+                    flags += ["--history"]
                 part = run_part("synthetic_accuracy.py", flags, tmp / f"acc_{model}_{size}.json")
                 row[model] = {"rmse": part["result"]["rmse"], "seconds": part["result"]["seconds"],
                               **(dlf_to_best(part["result"]) if model == "dlf" else {})}

@@ -224,6 +224,10 @@ class Recommender:
     #: deprecated hyper-parameter names still accepted for one release, old → new (see the
     #: module docstring); a subclass lists only its own renames, its parents' are inherited
     renamed_params: ClassVar[Mapping[str, str]] = {}
+    #: what a hyper-parameter missing from an older model file meant when that file was written
+    #: (a parameter added since with a default that changes behaviour); :meth:`load` fills these
+    #: in before the current defaults, so a file predicts as it did
+    older_file_params: ClassVar[Mapping[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Wrap the class's ``__init__`` in :func:`_accepting_renamed` when its hierarchy
@@ -758,6 +762,7 @@ class Recommender:
                 params = model_cls.canonical_params(dict(meta["params"]), warn=False)
             except ConfigError as exc:
                 raise ModelFileError(f"{path}: the file is corrupt or was edited ({exc})") from None
+            params = {**model_cls.older_file_params, **params}
             if "device" in params:
                 import torch
 

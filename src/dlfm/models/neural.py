@@ -44,6 +44,7 @@ from dlfm.models.space import Choice, LogUniform, Uniform
 from dlfm.nn.encoders import ACTIVATIONS, INTERACTIONS, DeepLatentFactorNet
 from dlfm.nn.likelihoods import LIKELIHOODS, Likelihood, from_state
 from dlfm.training.batching import REMOVALS, Batch, BlockSampler, Incidence
+from dlfm.training.sizing import Regularisation
 from dlfm.training.trainer import StepContext, Trainer, resolve_device
 
 RANKINGS = ("calibrated", "rating")
@@ -86,6 +87,11 @@ class NeuralFactorModel(Recommender):
         activation: ``tanh`` (default), ``relu``, ``gelu``, ``elu``, ``sigmoid``.
         dropout: dropout on the encoders' hidden layer.
         input_dropout: share of a row's other entries hidden from the encoder at each step.
+
+            ``weight_decay``, ``dropout`` and ``input_dropout`` are the values for up to 100,000
+            training ratings; on n more they are weakened (decay × 100,000/n, the dropouts' odds
+            p/(1 − p) × (100,000/n)^0.5; :mod:`dlfm.training.sizing`), so that one set of
+            defaults learns at every size. The values trained with are :attr:`regularisation_`.
         likelihood: ``gaussian``, ``poisson`` or ``bernoulli``. With ``poisson`` the encoders
             read log(1 + count) (centred by its mean), so that counts spanning orders of
             magnitude do not saturate them.
@@ -158,7 +164,7 @@ class NeuralFactorModel(Recommender):
               low=0, high=1, low_open=True),
         Param("ema_decay", float, "decay per step of the averaged weights used for prediction (0: off)",
               low=0, high=1, high_open=True),
-        Param("weight_decay", float, "AdamW's decoupled weight decay", low=0),
+        Param("weight_decay", float, "AdamW's decoupled weight decay (weakened above 100,000 ratings)", low=0),
         size_param("batch_size", "ratings per training step (about)", high=2**31),
         size_param("mc_samples", "input-dropout masks averaged into a prediction (0: one full pass)", low=0,
                    high=10_000),
@@ -240,6 +246,9 @@ class NeuralFactorModel(Recommender):
     variational = False
     #: what ``offsets="auto"`` means for each likelihood
     auto_offsets: dict[str, str] = AUTO_OFFSETS
+    #: files written before ``row_norm`` (no row weighting) and ``foldin_anchor`` (the fold-in
+    #: prior around the encoder's code alone) existed
+    older_file_params = {"row_norm": 0.0, "foldin_anchor": 1.0}
 
     def _n_outputs(self) -> int:
         return 1
@@ -268,24 +277,39 @@ class NeuralFactorModel(Recommender):
         self.configured_offsets()
 
     # ------------------------------------------------------------------ fitting
-    def build_network(self, n_users: int, n_items: int) -> DeepLatentFactorNet:
-        """The untrained g, h and f of this configuration."""
+    def regularisation(self, n_ratings: int) -> Regularisation:
+        """``weight_decay``, ``dropout`` and ``input_dropout`` scaled to ``n_ratings`` training
+        ratings (:mod:`dlfm.training.sizing`; as given up to 100,000)."""
+        return Regularisation.for_size(self.weight_decay, self.dropout, self.input_dropout, n_ratings)
+
+    def build_network(self, n_users: int, n_items: int, *, dropout: float | None = None) -> DeepLatentFactorNet:
+        """The untrained g, h and f of this configuration (``dropout``: the hidden layers'
+        rate, default this model's ``dropout`` setting)."""
         return DeepLatentFactorNet(
             n_users, n_items, hidden=self.hidden, latent=self.latent, decoder_hidden=self.decoder_hidden,
             variational=self.variational, interaction=self.interaction, activation_name=self.activation,
-            dropout=self.dropout, n_outputs=self._n_outputs())
+            dropout=self.dropout if dropout is None else dropout, n_outputs=self._n_outputs())
 
-    def make_sampler(self, incidence: Incidence, shard: tuple[int, int] = (0, 1)) -> BlockSampler:
-        """The training batches of this configuration over ``incidence``."""
-        return BlockSampler(incidence, self.batch_size, input_keep=1.0 - self.input_dropout,
+    def make_sampler(self, incidence: Incidence, shard: tuple[int, int] = (0, 1), *,
+                     input_dropout: float | None = None) -> BlockSampler:
+        """The training batches of this configuration over ``incidence`` (``input_dropout``:
+        default this model's setting)."""
+        input_dropout = self.input_dropout if input_dropout is None else input_dropout
+        return BlockSampler(incidence, self.batch_size, input_keep=1.0 - input_dropout,
                             max_neighbors=self.max_neighbors or None, seed=self.seed, shard=shard,
                             removal=self.removal, max_groups=self.max_groups, row_cap=self.row_cap or None,
                             row_norm=self.row_norm)
 
     def make_scorer(self, network: DeepLatentFactorNet, likelihood: Likelihood, incidence: Incidence,
-                    device: torch.device, offsets: RowOffsets | None = None) -> Scorer:
-        """A scorer of ``network`` reading ``incidence`` with this configuration's settings."""
-        return Scorer(network, likelihood, incidence, device, input_dropout=self.input_dropout,
+                    device: torch.device, offsets: RowOffsets | None = None, *,
+                    input_dropout: float | None = None) -> Scorer:
+        """A scorer of ``network`` reading ``incidence`` with this configuration's settings
+        (``input_dropout``, the Monte Carlo masks' rate: default the fitted model's, else this
+        model's setting)."""
+        if input_dropout is None:
+            fitted = getattr(self, "regularisation_", None)
+            input_dropout = fitted.input_dropout if fitted is not None else self.input_dropout
+        return Scorer(network, likelihood, incidence, device, input_dropout=input_dropout,
                       row_cap=self.row_cap, mc_samples=self.mc_samples, seed=self.seed, offsets=offsets,
                       row_norm=self.row_norm)
 
@@ -340,6 +364,8 @@ class NeuralFactorModel(Recommender):
         #: the model file, so that a file keeps the offsets it was trained with)
         self.offsets_ = self.configured_offsets()
         trained = Trainer(self, train, validation, **options).run()
+        #: weight decay and dropouts as trained, scaled to the data (saved in the model file)
+        self.regularisation_ = trained.regularisation
         self._set_trained(trained.network, trained.likelihood, trained.center, trained.spread, trained.noise_std,
                           trained.popularity_weight)
         self.history_ = trained.history
@@ -463,7 +489,7 @@ class NeuralFactorModel(Recommender):
     def _mean_indices(self, scorer: Scorer, users: np.ndarray, items: np.ndarray, mc: bool = True) -> np.ndarray:
         """E[r] per pair: the likelihood mean, averaged over the Monte Carlo input masks."""
         mean = scorer.likelihood.mean
-        if not mc or self.mc_samples == 0 or self.input_dropout == 0:
+        if not mc or self.mc_samples == 0 or scorer.input_dropout == 0:
             return mean(self._eta_indices(scorer, users, items)).double().numpy()
         total = np.zeros(len(users))
         for codes in scorer.mc_codes():
@@ -572,7 +598,7 @@ class NeuralFactorModel(Recommender):
         return {"center": self.center_, "input_spread": self.input_spread_, "popularity_weight": self.popularity_weight_,
                 "offsets": self.offsets_,
                 "likelihood_offset": self.likelihood_.offset, "noise_std": self.noise_std_,
-                "best_epoch": self.best_epoch_}
+                "best_epoch": self.best_epoch_, "regularisation": self.regularisation_.to_json()}
 
     def _set_state(self, tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
         likelihood = from_state(self.likelihood, float(meta["likelihood_offset"]))
@@ -581,6 +607,10 @@ class NeuralFactorModel(Recommender):
         if self.offsets_ not in ("global", "per_row"):
             raise ValueError(f"its offsets {self.offsets_!r} are neither global nor per_row")
         self.best_epoch_ = int(meta.get("best_epoch", 0))
+        # files before the regularisation was scaled to the data were trained with the settings
+        self.regularisation_ = (Regularisation(**{k: float(v) for k, v in meta["regularisation"].items()})
+                                if "regularisation" in meta else Regularisation(self.weight_decay, self.dropout,
+                                                                                self.input_dropout))
         weights = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
         _check_weights(lambda: self.build_network(self.train_.n_users, self.train_.n_items), weights)
         network = self.build_network(self.train_.n_users, self.train_.n_items)

@@ -13,8 +13,9 @@ the noise estimate.
 A fit, in order (the order fixes the random streams, so the same seed gives the same model):
 
 1. split off the validation part (``validation_ratio``, seeded by ``seed``) unless one is given;
-2. choose the likelihood's offset, the centre μ of the encoders' inputs and the per-row
-   offsets of η (:mod:`dlfm.models.offsets`) on the fitting part;
+2. scale the regularisation to the size of ``train`` (:mod:`dlfm.training.sizing`; nothing
+   changes up to 100,000 ratings); choose the likelihood's offset, the centre μ of the
+   encoders' inputs and the per-row offsets of η (:mod:`dlfm.models.offsets`) on the fitting part;
 3. build the network under ``torch.manual_seed(seed)``;
 4. train with :func:`dlfm.training.loop.train` under ``torch.manual_seed(seed + 1 + rank)``:
    batches from the :class:`~dlfm.training.batching.BlockSampler`, validation after every
@@ -40,6 +41,7 @@ from dlfm.nn.likelihoods import Likelihood, make_likelihood
 from dlfm.training import distributed, loop, optim
 from dlfm.training.batching import Batch, Incidence, batch_codes
 from dlfm.training.loop import LoopState
+from dlfm.training.sizing import Regularisation
 
 if TYPE_CHECKING:
     from dlfm.models.neural import NeuralFactorModel
@@ -85,6 +87,7 @@ class TrainedNetwork:
     spread: float               #: s, by which the encoders' inputs of counts are divided (else 1)
     noise_std: float            #: σ of the predictive distribution (0 for Poisson and Bernoulli)
     popularity_weight: float    #: w of the ranking score r̂ + w log(1 + n_j), chosen on validation
+    regularisation: Regularisation  #: weight decay and dropouts as trained (scaled to the data)
     history: list[dict[str, float]]
     best_epoch: int
 
@@ -114,15 +117,19 @@ class Trainer:
             self.fit_part, self.validation = validation_split(train, model.validation_ratio, seed=model.seed)
         else:
             self.fit_part, self.validation = train, validation
+        #: weight decay and dropout rates scaled to the training ratings (:mod:`dlfm.training.sizing`)
+        self.regularisation = model.regularisation(len(train))
         self.likelihood = make_likelihood(model.likelihood, self.fit_part.ratings)
         self.center, self.spread = model.input_scale(self.fit_part)
         self.offsets = model.fit_offsets(self.fit_part, self.likelihood)
         with seeded(model.seed):
-            self.network = model.build_network(train.n_users, train.n_items).to(self.device)
+            self.network = model.build_network(train.n_users, train.n_items,
+                                               dropout=self.regularisation.dropout).to(self.device)
         self.incidence = model.make_incidence(self.fit_part, self.center, self.spread)
         self.rank, world_size = distributed.world()
-        self.sampler = model.make_sampler(self.incidence, shard=(self.rank, world_size))
-        self.optimizer = optim.make_optimizer(self.network, lr=model.lr, weight_decay=model.weight_decay,
+        self.sampler = model.make_sampler(self.incidence, shard=(self.rank, world_size),
+                                          input_dropout=self.regularisation.input_dropout)
+        self.optimizer = optim.make_optimizer(self.network, lr=model.lr, weight_decay=self.regularisation.weight_decay,
                                               sparse_tables=False)
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
@@ -141,7 +148,8 @@ class Trainer:
 
     def fitting_scorer(self) -> Any:
         """A scorer of the current weights over the fitting part (never the validation part)."""
-        return self.model.make_scorer(self.network, self.likelihood, self.incidence, self.device, self.offsets)
+        return self.model.make_scorer(self.network, self.likelihood, self.incidence, self.device, self.offsets,
+                                      input_dropout=self.regularisation.input_dropout)
 
     def validate(self) -> dict[str, float]:
         if self.validation is None:
@@ -203,4 +211,4 @@ class Trainer:
         noise_std = model.estimate_noise(scorer, model.calibration_part(calibration))
         popularity_weight = model.calibrate_ranking(scorer, self.fit_part, self.validation)
         return TrainedNetwork(self.network, self.likelihood, self.center, self.spread, noise_std, popularity_weight,
-                              self.state.history, self.state.best_epoch)
+                              self.regularisation, self.state.history, self.state.best_epoch)
