@@ -10,30 +10,33 @@ from dlfm.datasets import synthetic
 from dlfm.models import create
 from dlfm.models.base import Recommender
 from dlfm.training import sizing
-from dlfm.training.sizing import REFERENCE_RATINGS, Regularisation, scaled_dropout, scaled_weight_decay
+from dlfm.training.batching import block_groups
+from dlfm.training.sizing import REFERENCE_RATINGS, Regularisation, scaled_dropout, size_ratio
 from dlfm.training.trainer import Trainer
 from tests.conformance import NEURAL_FAST
 
 
-def test_weight_decay_is_as_given_up_to_the_reference_and_falls_like_one_over_n_beyond():
-    assert scaled_weight_decay(0.5, 80_000) == 0.5
-    assert scaled_weight_decay(0.5, REFERENCE_RATINGS) == 0.5
-    assert scaled_weight_decay(0.5, 1_000_000) == pytest.approx(0.05)
-    assert scaled_weight_decay(0.5, 4_000_000) == pytest.approx(0.0125)
-    assert scaled_weight_decay(0.0, 4_000_000) == 0.0
-    assert scaled_weight_decay(0.3, 2_000, reference=1_000) == pytest.approx(0.15)
+def test_the_ratio_is_the_reference_steps_per_epoch_over_the_data_s():
+    # block grid: round(√(n / 2048)) groups a side, at most 16; an epoch is groups² steps
+    assert block_groups(100_000, 2048, 16) == 7 and block_groups(76_000, 2048, 16) == 6
+    assert block_groups(1_000_000, 2048, 16) == 16 == block_groups(16_000_000, 2048, 16)
+    assert size_ratio(76_000, 2048, 16) == 1.0  # ML-100k's folds: nothing changes
+    assert size_ratio(REFERENCE_RATINGS, 2048, 16) == 1.0
+    assert size_ratio(225_000, 2048, 16) == pytest.approx(49 / 100)  # 10 groups
+    assert size_ratio(1_000_000, 2048, 16) == pytest.approx(49 / 256)
+    assert size_ratio(16_000_000, 2048, 16) == pytest.approx(49 / 256)  # the blocks grow, not the steps
+    assert size_ratio(1_000_000, 2048, 16, reference=1_000_000) == 1.0
 
 
-def test_dropout_odds_shrink_by_the_ratio_to_the_power(monkeypatch):
-    assert scaled_dropout(0.5, 80_000) == 0.5
-    # p = 0.5: odds 1 → ρ^power; p_n = odds / (1 + odds)
-    for power in (1.0, 0.5):
-        monkeypatch.setattr(sizing, "DROPOUT_POWER", power)
-        rho = REFERENCE_RATINGS / 1_000_000
-        assert scaled_dropout(0.5, 1_000_000) == pytest.approx(rho ** power / (1 + rho ** power))
-        p = scaled_dropout(0.2, 4_000_000)
-        assert p / (1 - p) == pytest.approx(0.25 * (REFERENCE_RATINGS / 4_000_000) ** power)
-    assert scaled_dropout(0.0, 10**7) == 0.0 and scaled_dropout(1.0, 10**7) == 1.0
+def test_weight_decay_times_the_ratio_and_dropout_odds_times_its_power(monkeypatch):
+    reg = Regularisation.scaled(0.5, 0.5, 0.2, 0.25)
+    assert reg.weight_decay == pytest.approx(0.125)
+    assert reg.dropout == pytest.approx(0.5 / 1.5)  # odds 1 × √0.25 = 0.5
+    assert reg.input_dropout / (1 - reg.input_dropout) == pytest.approx(0.25 * 0.5)
+    assert Regularisation.scaled(0.5, 0.5, 0.5, 1.0) == Regularisation(0.5, 0.5, 0.5)
+    monkeypatch.setattr(sizing, "DROPOUT_POWER", 1.0)
+    assert scaled_dropout(0.5, 0.25) == pytest.approx(0.2)
+    assert scaled_dropout(0.0, 0.01) == 0.0 and scaled_dropout(1.0, 0.01) == 1.0
 
 
 def test_trainer_uses_the_scaled_values_everywhere(monkeypatch):
@@ -44,9 +47,10 @@ def test_trainer_uses_the_scaled_values_everywhere(monkeypatch):
     assert trainer.optimizer.param_groups[0]["weight_decay"] == 0.4
     monkeypatch.setattr(sizing, "REFERENCE_RATINGS", 1_000)
     trainer = Trainer(model, data)
-    expected = Regularisation.for_size(0.4, 0.5, 0.5, 1500)
+    expected = model.regularisation(len(trainer.fit_part))
     assert trainer.regularisation == expected
-    assert expected.weight_decay == pytest.approx(0.4 * 1000 / 1500) and expected.dropout < 0.5
+    # 1,425 fitting ratings at batch_size 64: 5 groups (25 steps) against 4 at 1,000 (16 steps)
+    assert expected.weight_decay == pytest.approx(0.4 * 16 / 25) and expected.dropout < 0.5
     assert trainer.optimizer.param_groups[0]["weight_decay"] == pytest.approx(expected.weight_decay)
     assert trainer.sampler.input_keep == pytest.approx(1 - expected.input_dropout)
     assert trainer.network.user_encoder.dropout.p == pytest.approx(expected.dropout)
@@ -57,7 +61,8 @@ def test_a_fitted_model_predicts_and_saves_with_its_scaled_values(monkeypatch, t
     monkeypatch.setattr(sizing, "REFERENCE_RATINGS", 1_000)
     data = synthetic(80, 60, 1500, seed=0)
     model = create("dlf", **{**NEURAL_FAST, "max_epochs": 1, "mc_samples": 4}).fit(data)
-    expected = model.regularisation(1500)
+    expected = model.regularisation(1425)
+    assert expected.weight_decay < model.weight_decay
     assert model.regularisation_ == expected and model.scorer_.input_dropout == pytest.approx(expected.input_dropout)
     model.save(tmp_path / "m.dlfm")
     monkeypatch.setattr(sizing, "REFERENCE_RATINGS", 100_000)  # the file, not today's rule, decides

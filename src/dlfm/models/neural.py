@@ -44,6 +44,7 @@ from dlfm.models.space import Choice, LogUniform, Uniform
 from dlfm.nn.encoders import ACTIVATIONS, INTERACTIONS, DeepLatentFactorNet
 from dlfm.nn.likelihoods import LIKELIHOODS, Likelihood, from_state
 from dlfm.training.batching import REMOVALS, Batch, BlockSampler, Incidence
+from dlfm.training import sizing
 from dlfm.training.sizing import Regularisation
 from dlfm.training.trainer import StepContext, Trainer, resolve_device
 
@@ -89,9 +90,10 @@ class NeuralFactorModel(Recommender):
         input_dropout: share of a row's other entries hidden from the encoder at each step.
 
             ``weight_decay``, ``dropout`` and ``input_dropout`` are the values for up to 100,000
-            training ratings; on n more they are weakened (decay × 100,000/n, the dropouts' odds
-            p/(1 − p) × (100,000/n)^0.5; :mod:`dlfm.training.sizing`), so that one set of
-            defaults learns at every size. The values trained with are :attr:`regularisation_`.
+            training ratings; on more, where an epoch takes S steps against S_ref at 100,000,
+            they are weakened by ρ = S_ref/S (decay × ρ, the dropouts' odds p/(1 − p) × √ρ;
+            :mod:`dlfm.training.sizing`), so that one set of defaults learns at every size.
+            The values trained with are :attr:`regularisation_`.
         likelihood: ``gaussian``, ``poisson`` or ``bernoulli``. With ``poisson`` the encoders
             read log(1 + count) (centred by its mean), so that counts spanning orders of
             magnitude do not saturate them.
@@ -278,9 +280,10 @@ class NeuralFactorModel(Recommender):
 
     # ------------------------------------------------------------------ fitting
     def regularisation(self, n_ratings: int) -> Regularisation:
-        """``weight_decay``, ``dropout`` and ``input_dropout`` scaled to ``n_ratings`` training
-        ratings (:mod:`dlfm.training.sizing`; as given up to 100,000)."""
-        return Regularisation.for_size(self.weight_decay, self.dropout, self.input_dropout, n_ratings)
+        """``weight_decay``, ``dropout`` and ``input_dropout`` scaled to a fitting part of
+        ``n_ratings`` ratings (:mod:`dlfm.training.sizing`; as given up to 100,000)."""
+        ratio = sizing.size_ratio(n_ratings, self.batch_size, self.max_groups, self.removal)
+        return Regularisation.scaled(self.weight_decay, self.dropout, self.input_dropout, ratio)
 
     def build_network(self, n_users: int, n_items: int, *, dropout: float | None = None) -> DeepLatentFactorNet:
         """The untrained g, h and f of this configuration (``dropout``: the hidden layers'

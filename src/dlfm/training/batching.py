@@ -285,6 +285,15 @@ def batch_codes(network: Any, batch: Batch, device: torch.device) -> tuple[torch
 REMOVALS = ("block", "rating")
 
 
+def block_groups(n_ratings: int, batch_size: int, max_groups: int, removal: str = "block") -> int:
+    """The groups per side of :class:`BlockSampler`'s grid over ``n_ratings`` ratings:
+    round(√(n / batch_size)) capped at ``max_groups`` (an epoch is groups² steps)."""
+    n_blocks = max(1.0, n_ratings / batch_size)
+    # block removal holds out 1/groups of every row, so it needs at least 2 groups
+    least = 2 if removal == "block" else 1
+    return min(max(least, int(round(np.sqrt(n_blocks)))), max(least, max_groups))
+
+
 class BlockSampler:
     """Random (user group × item group) blocks of about ``batch_size`` ratings each (more when
     ``max_groups`` caps the grid); see the module docstring for ``removal``."""
@@ -307,10 +316,7 @@ class BlockSampler:
         self.removal = removal
         self.row_cap = row_cap
         self.row_norm = row_norm
-        n_blocks = max(1.0, len(incidence) / batch_size)
-        # block removal holds out 1/groups of every row, so it needs at least 2 groups
-        least = 2 if removal == "block" else 1
-        self.groups = min(max(least, int(round(np.sqrt(n_blocks)))), max(least, max_groups))
+        self.groups = block_groups(len(incidence), batch_size, max_groups, removal)
 
     @property
     def held_share(self) -> float:

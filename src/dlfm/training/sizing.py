@@ -1,60 +1,76 @@
 """How the neural models' regularisation scales with the amount of training data.
 
 The defaults of ``dlf`` and ``vdlf`` were chosen on ML-100k (about 76,000 fitting ratings per
-official fold). Applied unchanged to a million ratings they hold the decoder's interaction at 0
-and the model learns only the biases (README, "The defaults at every size"). The loss is a
-*mean* over the n training ratings, so a regulariser of fixed strength weighs on it as much at
-n = 10⁷ as at n = 10⁵, where a fixed prior would weigh 1/n as much (MAP: (1/n) Σ −log p(r) +
-‖w‖²/(2 n s²)); and every AdamW step decays every table row, while a row's share of a step's
-gradient falls as users and items grow with the data. Above :data:`REFERENCE_RATINGS` the
-three regularisers are therefore weakened with n:
+official fold, 36 training steps an epoch). Applied unchanged to a million ratings they hold
+the decoder's interaction at 0 and the model learns only the biases (README, "The defaults at
+every size"). What changes with the size is the number of steps S an epoch takes — the block
+grid of :func:`~dlfm.training.batching.block_groups` has round(√(n / batch_size)) groups a side,
+at most ``max_groups``, and an epoch is one step per block, so S grows with n up to 16² = 256
+(about 520,000 ratings at the default batch size) and the blocks grow beyond — while every
+AdamW step decays every weight, table rows included, by (1 − η λ), however little of a row
+the step read. An epoch therefore decays each weight S times: at 1M ratings 7 times as
+often as on ML-100k, for the same ratings per row. To keep the regularisation per epoch
+that of the reference size, above :data:`REFERENCE_RATINGS` the settings are weakened by
 
-    weight decay   λ_n = λ · ρ,                              ρ = min(1, REFERENCE_RATINGS / n)
-    dropout        p_n / (1 − p_n) = ρ^DROPOUT_POWER · p / (1 − p)      (hidden layer and input)
+    ρ = min(1, S_ref / S),     S = block_groups(n)²,  S_ref = block_groups(REFERENCE_RATINGS)²;
+    weight decay   λ_n = λ · ρ;
+    dropout        p_n / (1 − p_n) = ρ^DROPOUT_POWER · p / (1 − p)     (hidden layer and input).
 
 Dropout's strength is that of an L2 penalty proportional to p/(1 − p) (Wager, Wang & Liang,
-"Dropout training as adaptive regularization", 2013), hence the odds. The powers were chosen on
-synthetic data of 1M ratings (``python benchmarks/synthetic_accuracy.py --ratings 1000000
---threads 1 --history``, its own held-out 10%; JSONs in ``docs/speed/sizing/``), never on a
-MovieLens rating. Held-out RMSE there (``mf`` 0.9397, biases alone 0.9566), with ``row_norm=0.5``:
+"Dropout training as adaptive regularization", 2013), hence the odds; its square root (a
+gentler change than the decay's, since dropout is not applied per step) is the choice of
+Loshchilov & Hutter's normalised weight decay, λ ∝ √(b / (B T)). Chosen on synthetic data
+(``python benchmarks/synthetic_accuracy.py --ratings N --threads 1 --history [--param ...]``,
+each size's own held-out 10%, never a MovieLens rating; JSONs in ``docs/speed/sizing/``),
+``dlf`` with ``row_norm=0.5``, held-out RMSE:
 
-    decay 0.5,    dropouts 0.5 (unscaled)                     0.9566  (the biases' error)
-    decay 0.05,   dropouts 0.5                                0.9431  (30 epochs, still falling)
-    decay 0.056,  dropouts 0.105  (DROPOUT_POWER = 1)         0.9386  (best epoch 5, then overfits)
-    decay 0.056,  dropouts 0.2                                0.9378
-    decay 0.056,  dropouts 0.25   (DROPOUT_POWER = 0.5)       0.9381  (best epoch 9)
+    1M ratings (mf 0.9397, biases alone 0.9566)
+      decay 0.5,    dropouts 0.5   (unscaled)                          0.9566  the biases' error
+      decay 0.05,   dropouts 0.5                                       0.9431  30 epochs, still falling
+      decay 0.0068, dropouts 0.25                                      0.9399
+      decay 0.056,  dropouts 0.105 (ρ = 100,000/n, DROPOUT_POWER = 1)  0.9386  best epoch 5, then overfits
+      decay 0.056,  dropouts 0.2                                       0.9378
+      decay 0.056,  dropouts 0.25  (ρ = 100,000/n, power 0.5)          0.9381
+      decay 0.096,  dropouts 0.30  (ρ = S_ref/S, power 0.5: the rule)  0.9370
+    4M ratings (mf 0.9348, biases alone 0.9550)
+      decay 0.014,  dropouts 0.14  (ρ = 100,000/n, power 0.5)          0.9353  best epoch 4, then overfits
+      decay 0.096,  dropouts 0.30  (the rule)                          see the README
 
-At n ≤ REFERENCE_RATINGS, ML-100k included, nothing changes. ``n`` is the number of ratings handed to ``fit`` (the validation part included), so a
-saved model's values follow from its training ratings; the model file stores them anyway.
+ρ = 100,000/n keeps weakening the settings where the steps per epoch no longer grow, and
+overfits at 4M; ρ = S_ref/S stops where they stop. At n ≤ REFERENCE_RATINGS, ML-100k
+included, nothing changes.
+
+``n`` is the fitting part (the training ratings less the validation part), the ratings the
+sampler deals; the values trained with are saved in the model file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dlfm.training.batching import block_groups
+
 #: training ratings up to which a model's regularisation settings are applied as given
-#: (ML-100k's folds, on which the defaults were chosen, have 80,000)
+#: (ML-100k's folds, on which the defaults were chosen, fit on about 76,000)
 REFERENCE_RATINGS = 100_000
 #: the power of ρ by which the dropout odds shrink (weight decay: 1)
 DROPOUT_POWER = 0.5
 
 
-def size_ratio(n_ratings: int, reference: int | None = None) -> float:
-    """ρ = min(1, reference / n), reference defaulting to :data:`REFERENCE_RATINGS`."""
+def size_ratio(n_ratings: int, batch_size: int, max_groups: int, removal: str = "block",
+               reference: int | None = None) -> float:
+    """ρ = min(1, S_ref / S): the reference size's steps per epoch over ``n_ratings``'."""
     reference = REFERENCE_RATINGS if reference is None else reference
-    return 1.0 if n_ratings <= reference else reference / float(n_ratings)
+    steps = block_groups(n_ratings, batch_size, max_groups, removal) ** 2
+    steps_ref = block_groups(reference, batch_size, max_groups, removal) ** 2
+    return min(1.0, steps_ref / steps)
 
 
-def scaled_weight_decay(weight_decay: float, n_ratings: int, reference: int | None = None) -> float:
-    """λ_n = λ · ρ: AdamW's decoupled decay for ``n_ratings`` training ratings."""
-    return float(weight_decay) * size_ratio(n_ratings, reference)
-
-
-def scaled_dropout(p: float, n_ratings: int, reference: int | None = None) -> float:
-    """p_n with p_n / (1 − p_n) = ρ^DROPOUT_POWER · p / (1 − p) (p = 0 and p = 1 stay)."""
+def scaled_dropout(p: float, ratio: float) -> float:
+    """p_n with p_n / (1 − p_n) = ratio^DROPOUT_POWER · p / (1 − p) (p = 0 and p = 1 stay)."""
     if p <= 0.0 or p >= 1.0:
         return float(p)
-    odds = p / (1.0 - p) * size_ratio(n_ratings, reference) ** DROPOUT_POWER
+    odds = p / (1.0 - p) * ratio ** DROPOUT_POWER
     return odds / (1.0 + odds)
 
 
@@ -67,10 +83,9 @@ class Regularisation:
     input_dropout: float
 
     @classmethod
-    def for_size(cls, weight_decay: float, dropout: float, input_dropout: float, n_ratings: int) -> "Regularisation":
-        """The settings as given, scaled to ``n_ratings`` training ratings (module docstring)."""
-        return cls(scaled_weight_decay(weight_decay, n_ratings), scaled_dropout(dropout, n_ratings),
-                   scaled_dropout(input_dropout, n_ratings))
+    def scaled(cls, weight_decay: float, dropout: float, input_dropout: float, ratio: float) -> "Regularisation":
+        """The settings as given, weakened by ρ = ``ratio`` (module docstring)."""
+        return cls(float(weight_decay) * ratio, scaled_dropout(dropout, ratio), scaled_dropout(input_dropout, ratio))
 
     def to_json(self) -> dict[str, float]:
         return {"weight_decay": self.weight_decay, "dropout": self.dropout, "input_dropout": self.input_dropout}

@@ -13,7 +13,7 @@ the noise estimate.
 A fit, in order (the order fixes the random streams, so the same seed gives the same model):
 
 1. split off the validation part (``validation_ratio``, seeded by ``seed``) unless one is given;
-2. scale the regularisation to the size of ``train`` (:mod:`dlfm.training.sizing`; nothing
+2. scale the regularisation to the size of the fitting part (:mod:`dlfm.training.sizing`; nothing
    changes up to 100,000 ratings); choose the likelihood's offset, the centre μ of the
    encoders' inputs and the per-row offsets of η (:mod:`dlfm.models.offsets`) on the fitting part;
 3. build the network under ``torch.manual_seed(seed)``;
@@ -118,7 +118,7 @@ class Trainer:
         else:
             self.fit_part, self.validation = train, validation
         #: weight decay and dropout rates scaled to the training ratings (:mod:`dlfm.training.sizing`)
-        self.regularisation = model.regularisation(len(train))
+        self.regularisation = model.regularisation(len(self.fit_part))
         self.likelihood = make_likelihood(model.likelihood, self.fit_part.ratings)
         self.center, self.spread = model.input_scale(self.fit_part)
         self.offsets = model.fit_offsets(self.fit_part, self.likelihood)
