@@ -5,7 +5,8 @@ sampler, the optimizer, the hooks, checkpoints and the calibration of σ
 (:mod:`~dlfm.training.trainer`); the one training loop (:mod:`~dlfm.training.loop`); the
 sparse structure of the training matrix and the batches, including the removal of a rating
 from its own encoders, the input-dropout masks and the row weighting
-(:mod:`~dlfm.training.batching`); crash-safe checkpoints (:mod:`~dlfm.training.checkpoint`);
+(:mod:`~dlfm.training.batching`); the regularisation scaled to the data's size
+(:mod:`~dlfm.training.sizing`); crash-safe checkpoints (:mod:`~dlfm.training.checkpoint`);
 and torchrun / DDP (:mod:`~dlfm.training.distributed`).
 
 May import ``dlfm.data`` and ``dlfm.nn``; never ``dlfm.evaluation`` or the CLI. The models
