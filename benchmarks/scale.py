@@ -40,7 +40,8 @@ def one(n: int, threads: int, cache: str | None) -> dict:
     model = create("dlf", max_epochs=1, validation_ratio=0.0, verbose=False).fit(data)
     seconds = model.history_[0]["seconds"]
     incidence = model.scorer_.incidence  # every training rating: here the ratings trained on
-    flops = dlf_epoch_flops(model, incidence, model.make_sampler(incidence))
+    flops = dlf_epoch_flops(model, incidence, model.make_sampler(incidence,
+                                                                 input_dropout=model.regularisation_.input_dropout))
     return {"ratings": n, "users": users, "items": items, "ratings_per_second": n / seconds,
             "seconds_per_epoch": seconds, "peak_rss_mb": memory_mb()["peak_rss_mb"], "rss_mb_data": data_mb,
             "gflops": flops / seconds / 1e9,

@@ -113,7 +113,8 @@ def one(n: int, mode: str, steps: int, threads: int, cache: str | None) -> dict:
     trainer = Trainer(model, data, None)
     stages["incidence"] = memory_mb()
     net, sampler = trainer.network, trainer.sampler
-    trainer.optimizer = optimizer = make_optimizer(net, lr=model.lr, weight_decay=model.weight_decay,
+    decay = getattr(trainer, "regularisation", model).weight_decay  # the trainer's, scaled to the data (older trees: the setting)
+    trainer.optimizer = optimizer = make_optimizer(net, lr=model.lr, weight_decay=decay,
                                                    sparse_tables=mode == "sparse")
     params = [p for p in net.parameters() if p.requires_grad]
     average = WeightAverage(params, model.ema_decay, optimizer)

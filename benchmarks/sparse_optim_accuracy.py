@@ -30,28 +30,19 @@ def fit_one(mode: str, threads: int) -> dict:
 
     from dlfm.datasets import official_folds
     from dlfm.models import create
-    from dlfm.training import loop
+    from dlfm.training import optim
 
     torch.set_num_threads(threads)
     fold = next(official_folds("ml-100k", "u1"))
     model = create("dlf", verbose=False, device="cpu")
     patch: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if mode == "sparse":
-        from dlfm.training.optim import make_optimizer
+    if mode == "sparse":  # the trainer's optimizer, row-sparse on the tables (LazyAdamW)
+        dense = optim.make_optimizer
 
-        built = []
-        build_network = model.build_network
+        def sparse_optimizer(network, *, lr: float, weight_decay: float, sparse_tables: bool):
+            return dense(network, lr=lr, weight_decay=weight_decay, sparse_tables=True)
 
-        def remember(n_users: int, n_items: int):
-            built.append(build_network(n_users, n_items))
-            return built[-1]
-
-        def sparse_adamw(params, *, lr: float, weight_decay: float):
-            return make_optimizer(built[-1], lr=lr, weight_decay=weight_decay, sparse_tables=True)
-
-        model.build_network = remember  # type: ignore[method-assign]
-
-        patch = mock.patch.object(loop, "adamw", sparse_adamw)
+        patch = mock.patch.object(optim, "make_optimizer", sparse_optimizer)
     started = time.perf_counter()
     with patch:
         model.fit(fold.train)

@@ -70,3 +70,22 @@ def test_a_fitted_model_predicts_and_saves_with_its_scaled_values(monkeypatch, t
     assert loaded.regularisation_ == expected
     assert np.array_equal(loaded.predict_indices(data.users[:30], data.items[:30]),
                           model.predict_indices(data.users[:30], data.items[:30]))
+
+
+def test_at_ratio_one_the_settings_come_back_bit_for_bit_and_size_scaled_false_keeps_them():
+    for p in (0.6, 0.07, 0.33, 0.5):
+        assert Regularisation.scaled(0.3, p, p, 1.0) == Regularisation(0.3, p, p)
+        assert scaled_dropout(p, 1.0) == p
+    model = create("dlf", size_scaled=False)
+    assert model.regularisation(10**7) == Regularisation(0.5, 0.5, 0.5)
+    assert create("dlf").regularisation(10**7).weight_decay < 0.5
+
+
+def test_a_files_regularisation_is_checked():
+    assert Regularisation.from_json({"weight_decay": 0.1, "dropout": 0.3, "input_dropout": 0.2}) == \
+        Regularisation(0.1, 0.3, 0.2)
+    for bad in ({"weight_decay": 0.1, "dropout": 0.3}, {"weight_decay": -1, "dropout": 0.3, "input_dropout": 0.2},
+                {"weight_decay": 0.1, "dropout": 1.0, "input_dropout": 0.2}, "x",
+                {"weight_decay": float("nan"), "dropout": 0.3, "input_dropout": 0.2}):
+        with pytest.raises(ValueError, match="regularisation"):
+            Regularisation.from_json(bad)

@@ -762,7 +762,8 @@ class Recommender:
                 params = model_cls.canonical_params(dict(meta["params"]), warn=False)
             except ConfigError as exc:
                 raise ModelFileError(f"{path}: the file is corrupt or was edited ({exc})") from None
-            params = {**model_cls.older_file_params, **params}
+            known = set(model_cls.param_names())
+            params = {**{k: v for k, v in model_cls.older_file_params.items() if k in known}, **params}
             if "device" in params:
                 import torch
 

@@ -37,7 +37,7 @@ class DeepLatentFactorModel(NeuralFactorModel):
     #: validation RMSE (0.8825 → 0.8898), so ``vdlf`` keeps the global offset.
     auto_offsets = {**NeuralFactorModel.auto_offsets, "gaussian": "per_row"}
 
-    def __init__(self, row_norm: float = 0.5, **shared) -> None:
+    def __init__(self, *, row_norm: float = 0.5, **shared) -> None:
         """``row_norm`` defaults to 0.5 here (entries of a row of n ratings weighted by
         (30/n)^0.5, SVD++'s 1/√n up to the constant; see :class:`NeuralFactorModel`): on
         synthetic data of 250,000 ratings the encoders' sums over long rows otherwise saturate

@@ -92,8 +92,9 @@ class NeuralFactorModel(Recommender):
             ``weight_decay``, ``dropout`` and ``input_dropout`` are the values for up to 100,000
             training ratings; on more, where an epoch takes S steps against S_ref at 100,000,
             they are weakened by ρ = S_ref/S (decay × ρ, the dropouts' odds p/(1 − p) × √ρ;
-            :mod:`dlfm.training.sizing`), so that one set of defaults learns at every size.
-            The values trained with are :attr:`regularisation_`.
+            :mod:`dlfm.training.sizing`), so that one set of defaults learns at every size
+            (``size_scaled=False``: as given at any size). The values trained with are
+            :attr:`regularisation_`.
         likelihood: ``gaussian``, ``poisson`` or ``bernoulli``. With ``poisson`` the encoders
             read log(1 + count) (centred by its mean), so that counts spanning orders of
             magnitude do not saturate them.
@@ -122,7 +123,8 @@ class NeuralFactorModel(Recommender):
             grow instead, which bounds the cost per rating of reading rows.
         row_norm: the entries of a row (column) of n ratings are weighted by (30 / n)^row_norm
             (:func:`~dlfm.training.batching.row_scale`; ``0.5``: SVD++'s 1/√n up to the constant),
-            so that the first layer's sums grow like n^(1 − row_norm) (``0``: off, the default).
+            so that the first layer's sums grow like n^(1 − row_norm) (``0``: off; the default is
+            0.5 in ``dlf``, 0 in ``vdlf``).
         row_cap: the entries of a row (column) longer than this are weighted by
             ``row_cap / length``, so that very long rows (popular items) keep the encoders'
             inputs in the activation's range (``0`` = off).
@@ -183,6 +185,7 @@ class NeuralFactorModel(Recommender):
               low=0, high=2),
         Param("grad_clip", float, "clip the gradient norm to this (0: off)", low=0),
         Param("device", str, "where the network computes", choices=("cpu", "cuda", "auto")),
+        Param("size_scaled", bool, "weaken weight_decay and the dropouts on more than 100,000 ratings (false: as given)"),
         Param("verbose", bool, "show a progress bar"),
         size_param("foldin_steps", "L-BFGS steps refining a new user's (item's) code on its ratings (0: g's code)",
                    low=0, high=10_000),
@@ -211,7 +214,7 @@ class NeuralFactorModel(Recommender):
                  grad_clip: float = 0.0,
                  device: str = "auto", foldin_steps: int = 20, foldin_prior: float = 0.3,
                  foldin_anchor: float = 0.5,
-                 verbose: bool = True, seed: int = 0) -> None:
+                 size_scaled: bool = True, verbose: bool = True, seed: int = 0) -> None:
         self.hidden = hidden
         self.latent = latent
         self.decoder_hidden = decoder_hidden
@@ -241,6 +244,7 @@ class NeuralFactorModel(Recommender):
         self.foldin_steps = foldin_steps
         self.foldin_prior = foldin_prior
         self.foldin_anchor = foldin_anchor
+        self.size_scaled = size_scaled
         self.verbose = verbose
         self.seed = seed
 
@@ -248,9 +252,11 @@ class NeuralFactorModel(Recommender):
     variational = False
     #: what ``offsets="auto"`` means for each likelihood
     auto_offsets: dict[str, str] = AUTO_OFFSETS
-    #: files written before ``row_norm`` (no row weighting) and ``foldin_anchor`` (the fold-in
-    #: prior around the encoder's code alone) existed
-    older_file_params = {"row_norm": 0.0, "foldin_anchor": 1.0}
+    #: files written before these parameters existed: no row weighting (``row_norm``), fold-in by
+    #: the encoder's code alone (``foldin_steps``; then the prior around the code alone,
+    #: ``foldin_anchor``), one pass over the full rows (``mc_samples``), unscaled regularisation
+    older_file_params = {"row_norm": 0.0, "foldin_anchor": 1.0, "foldin_steps": 0, "mc_samples": 0,
+                         "size_scaled": False}
 
     def _n_outputs(self) -> int:
         return 1
@@ -282,6 +288,8 @@ class NeuralFactorModel(Recommender):
     def regularisation(self, n_ratings: int) -> Regularisation:
         """``weight_decay``, ``dropout`` and ``input_dropout`` scaled to a fitting part of
         ``n_ratings`` ratings (:mod:`dlfm.training.sizing`; as given up to 100,000)."""
+        if not self.size_scaled:
+            return Regularisation(float(self.weight_decay), float(self.dropout), float(self.input_dropout))
         ratio = sizing.size_ratio(n_ratings, self.batch_size, self.max_groups, self.removal)
         return Regularisation.scaled(self.weight_decay, self.dropout, self.input_dropout, ratio)
 
@@ -611,12 +619,11 @@ class NeuralFactorModel(Recommender):
             raise ValueError(f"its offsets {self.offsets_!r} are neither global nor per_row")
         self.best_epoch_ = int(meta.get("best_epoch", 0))
         # files before the regularisation was scaled to the data were trained with the settings
-        self.regularisation_ = (Regularisation(**{k: float(v) for k, v in meta["regularisation"].items()})
-                                if "regularisation" in meta else Regularisation(self.weight_decay, self.dropout,
-                                                                                self.input_dropout))
+        self.regularisation_ = (Regularisation.from_json(meta["regularisation"]) if "regularisation" in meta
+                                else Regularisation(self.weight_decay, self.dropout, self.input_dropout))
         weights = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
         _check_weights(lambda: self.build_network(self.train_.n_users, self.train_.n_items), weights)
-        network = self.build_network(self.train_.n_users, self.train_.n_items)
+        network = self.build_network(self.train_.n_users, self.train_.n_items, dropout=self.regularisation_.dropout)
         network.load_state_dict(weights)
         self._set_trained(network, likelihood, float(meta["center"]), float(meta.get("input_spread", 1.0)),
                           float(meta["noise_std"]), float(meta.get("popularity_weight", 0.0)))

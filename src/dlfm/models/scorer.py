@@ -45,7 +45,9 @@ class Scorer:
         likelihood: the observation model (its mean maps the decoder output η to E[r]).
         incidence: the ratings the encoders read, centred by ``incidence.center``.
         device: where the network computes.
-        input_dropout, row_cap, mc_samples, seed, row_norm: the model's settings of the same names.
+        input_dropout: the rate of the Monte Carlo input masks, the one the network was trained
+            with (the model's ``regularisation_.input_dropout``).
+        row_cap, mc_samples, seed, row_norm: the model's settings of the same names.
         offsets: per-user and per-item offsets of η (``None``: the likelihood's global one only).
     """
 

@@ -6,11 +6,12 @@ the decoder's interaction at 0 and the model learns only the biases (README, "Th
 every size"). What changes with the size is the number of steps S an epoch takes — the block
 grid of :func:`~dlfm.training.batching.block_groups` has round(√(n / batch_size)) groups a side,
 at most ``max_groups``, and an epoch is one step per block, so S grows with n up to 16² = 256
-(about 520,000 ratings at the default batch size) and the blocks grow beyond — while every
+(from about 492,000 ratings at the default batch size) and the blocks grow beyond — while every
 AdamW step decays every weight, table rows included, by (1 − η λ), however little of a row
 the step read. An epoch therefore decays each weight S times: at 1M ratings 7 times as
 often as on ML-100k, for the same ratings per row. To keep the regularisation per epoch
-that of the reference size, above :data:`REFERENCE_RATINGS` the settings are weakened by
+that of the reference size, where an epoch takes more steps than at :data:`REFERENCE_RATINGS`
+(from about 115,000 ratings at the defaults) the settings are weakened by
 
     ρ = min(1, S_ref / S),     S = block_groups(n)²,  S_ref = block_groups(REFERENCE_RATINGS)²;
     weight decay   λ_n = λ · ρ;
@@ -46,7 +47,9 @@ sampler deals; the values trained with are saved in the model file.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 from dlfm.training.batching import block_groups
 
@@ -67,8 +70,9 @@ def size_ratio(n_ratings: int, batch_size: int, max_groups: int, removal: str = 
 
 
 def scaled_dropout(p: float, ratio: float) -> float:
-    """p_n with p_n / (1 − p_n) = ratio^DROPOUT_POWER · p / (1 − p) (p = 0 and p = 1 stay)."""
-    if p <= 0.0 or p >= 1.0:
+    """p_n with p_n / (1 − p_n) = ratio^DROPOUT_POWER · p / (1 − p) (p = 0 and p = 1 stay,
+    and every p at ratio 1, bit for bit)."""
+    if p <= 0.0 or p >= 1.0 or ratio >= 1.0:
         return float(p)
     odds = p / (1.0 - p) * ratio ** DROPOUT_POWER
     return odds / (1.0 + odds)
@@ -85,7 +89,22 @@ class Regularisation:
     @classmethod
     def scaled(cls, weight_decay: float, dropout: float, input_dropout: float, ratio: float) -> "Regularisation":
         """The settings as given, weakened by ρ = ``ratio`` (module docstring)."""
+        if ratio >= 1.0:  # exactly the settings (no round trip through the odds)
+            return cls(float(weight_decay), float(dropout), float(input_dropout))
         return cls(float(weight_decay) * ratio, scaled_dropout(dropout, ratio), scaled_dropout(input_dropout, ratio))
 
     def to_json(self) -> dict[str, float]:
         return {"weight_decay": self.weight_decay, "dropout": self.dropout, "input_dropout": self.input_dropout}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Regularisation":
+        """The values :meth:`to_json` wrote (a model file's); a :class:`ValueError` naming
+        what is wrong otherwise."""
+        try:
+            reg = cls(**{key: float(data[key]) for key in ("weight_decay", "dropout", "input_dropout")})
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"its regularisation {data!r} is not weight_decay, dropout and input_dropout") from None
+        if not (math.isfinite(reg.weight_decay) and reg.weight_decay >= 0
+                and 0 <= reg.dropout < 1 and 0 <= reg.input_dropout < 1):
+            raise ValueError(f"its regularisation {data!r} is out of range")
+        return reg

@@ -169,7 +169,9 @@ class Trainer:
         check_directory(directory)
         params = {k: v for k, v in self.model.get_params().items() if k not in ("verbose", "device")}
         train = self.train
-        key = fingerprint(params, train.users, train.items, train.ratings)
+        # the regularisation too: a checkpoint trained under another size rule does not resume
+        key = fingerprint({**params, "regularisation": self.regularisation.to_json()},
+                          train.users, train.items, train.ratings)
         if self.resume:
             restored = load_checkpoint(directory, network=self.network, optimizer=self.optimizer, key=key)
             if restored is not None:
