@@ -47,17 +47,6 @@ def run_part(script: str, args: list[str], out: Path) -> dict[str, Any]:
             "load_average": {"before": before, "after": os.getloadavg()}}
 
 
-def dlf_to_best(result: dict[str, Any]) -> dict[str, Any]:
-    """Epochs and seconds to the early-stopped best epoch, from a run's per-epoch history."""
-    history = result.get("history") or []
-    scores = [(r.get("val_rmse", float("inf")), r["epoch"]) for r in history]
-    if not scores:
-        return {}
-    best = min(scores)[1]
-    return {"best_epoch": best, "epochs_run": len(history),
-            "seconds_to_best": sum(r.get("seconds", 0.0) for r in history if r["epoch"] <= best)}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=5_000_000, help="CSV lines for reading (0: skip)")
@@ -102,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                     flags += ["--history"]
                 part = run_part("synthetic_accuracy.py", flags, tmp / f"acc_{model}_{size}.json")
                 row[model] = {"rmse": part["result"]["rmse"], "seconds": part["result"]["seconds"],
-                              **(dlf_to_best(part["result"]) if model == "dlf" else {})}
+                              **({"best_epoch": part["result"]["best_epoch"], "epochs_run": part["result"]["epochs"],
+                                  "seconds_to_best": part["result"]["seconds_to_best"]} if model == "dlf" else {})}
             accuracy[str(size)] = row
             checks[f"{size:,} ratings: dlf (defaults) ≤ mf"] = row["dlf"]["rmse"] <= row["mf"]["rmse"]
         if accuracy:

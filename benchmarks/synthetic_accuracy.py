@@ -71,9 +71,9 @@ def main(argv=None) -> int:
            "seconds": time.perf_counter() - started, "ratings": n, "users": users, "items": items,
            "epochs": len(getattr(model, "history_", [])), "model": args.model, "params": params}
     if neural:
-        history = list(model.history_ or [])
+        # epochs and seconds to the early-stopped best epoch (epochs are numbered from 1)
         out["best_epoch"] = model.best_epoch_
-        out["seconds_to_best"] = sum(r.get("seconds", 0.0) for r in history[:model.best_epoch_])
+        out["seconds_to_best"] = sum(r.get("seconds", 0.0) for r in model.history_ if r["epoch"] <= model.best_epoch_)
         out["regularisation"] = model.regularisation_.to_json()
     if args.history:
         out["history"] = list(getattr(model, "history_", []) or [])

@@ -285,12 +285,13 @@ class NeuralFactorModel(Recommender):
         self.configured_offsets()
 
     # ------------------------------------------------------------------ fitting
-    def regularisation(self, n_ratings: int) -> Regularisation:
+    def regularisation(self, n_ratings: int | None) -> Regularisation:
         """``weight_decay``, ``dropout`` and ``input_dropout`` scaled to a fitting part of
-        ``n_ratings`` ratings (:mod:`dlfm.training.sizing`; as given up to 100,000)."""
-        if not self.size_scaled:
-            return Regularisation(float(self.weight_decay), float(self.dropout), float(self.input_dropout))
-        ratio = sizing.size_ratio(n_ratings, self.batch_size, self.max_groups, self.removal)
+        ``n_ratings`` ratings (:mod:`dlfm.training.sizing`; as given up to 100,000, and for
+        ``None`` or ``size_scaled=False``)."""
+        ratio = 1.0
+        if self.size_scaled and n_ratings is not None:
+            ratio = sizing.size_ratio(n_ratings, self.batch_size, self.max_groups, self.removal)
         return Regularisation.scaled(self.weight_decay, self.dropout, self.input_dropout, ratio)
 
     def build_network(self, n_users: int, n_items: int, *, dropout: float | None = None) -> DeepLatentFactorNet:
@@ -315,11 +316,9 @@ class NeuralFactorModel(Recommender):
                     device: torch.device, offsets: RowOffsets | None = None, *,
                     input_dropout: float | None = None) -> Scorer:
         """A scorer of ``network`` reading ``incidence`` with this configuration's settings
-        (``input_dropout``, the Monte Carlo masks' rate: default the fitted model's, else this
-        model's setting)."""
-        if input_dropout is None:
-            fitted = getattr(self, "regularisation_", None)
-            input_dropout = fitted.input_dropout if fitted is not None else self.input_dropout
+        (``input_dropout``, the Monte Carlo masks' rate: the one the network was trained with;
+        default this model's setting)."""
+        input_dropout = self.input_dropout if input_dropout is None else input_dropout
         return Scorer(network, likelihood, incidence, device, input_dropout=input_dropout,
                       row_cap=self.row_cap, mc_samples=self.mc_samples, seed=self.seed, offsets=offsets,
                       row_norm=self.row_norm)
@@ -375,17 +374,18 @@ class NeuralFactorModel(Recommender):
         #: the model file, so that a file keeps the offsets it was trained with)
         self.offsets_ = self.configured_offsets()
         trained = Trainer(self, train, validation, **options).run()
-        #: weight decay and dropouts as trained, scaled to the data (saved in the model file)
-        self.regularisation_ = trained.regularisation
         self._set_trained(trained.network, trained.likelihood, trained.center, trained.spread, trained.noise_std,
-                          trained.popularity_weight)
+                          trained.popularity_weight, trained.regularisation)
         self.history_ = trained.history
         self.best_epoch_ = trained.best_epoch
 
     def _set_trained(self, network: DeepLatentFactorNet, likelihood: Likelihood, center: float, spread: float,
-                     noise_std: float, popularity_weight: float) -> None:
+                     noise_std: float, popularity_weight: float, regularisation: Regularisation) -> None:
         """The fitted state, from a fit or a file: predictions read every training rating (the
         validation part included), and unknown ids get the biases' fallback."""
+        #: weight decay and dropouts as trained, scaled to the data (saved in the model file); the
+        #: Monte Carlo input masks use its input dropout
+        self.regularisation_ = regularisation
         self.device_ = resolve_device(self.device)
         self.network_ = network.to(self.device_).eval()
         self.likelihood_ = likelihood
@@ -394,7 +394,8 @@ class NeuralFactorModel(Recommender):
         self.noise_std_ = noise_std
         self.popularity_weight_ = popularity_weight
         self.scorer_ = self.make_scorer(self.network_, likelihood, self.make_incidence(self.train_, center, spread),
-                                        self.device_, self.fit_offsets(self.train_, likelihood))
+                                        self.device_, self.fit_offsets(self.train_, likelihood),
+                                        input_dropout=self.regularisation_.input_dropout)
         self.fallback_biases_ = als_biases(self.train_, 15.0, 10.0, 10)
 
     #: most ratings the predictive σ is estimated on (a seeded sample of larger data)
@@ -619,11 +620,11 @@ class NeuralFactorModel(Recommender):
             raise ValueError(f"its offsets {self.offsets_!r} are neither global nor per_row")
         self.best_epoch_ = int(meta.get("best_epoch", 0))
         # files before the regularisation was scaled to the data were trained with the settings
-        self.regularisation_ = (Regularisation.from_json(meta["regularisation"]) if "regularisation" in meta
-                                else Regularisation(self.weight_decay, self.dropout, self.input_dropout))
+        regularisation = (Regularisation.from_json(meta["regularisation"]) if "regularisation" in meta
+                          else self.regularisation(None))
         weights = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
         _check_weights(lambda: self.build_network(self.train_.n_users, self.train_.n_items), weights)
-        network = self.build_network(self.train_.n_users, self.train_.n_items, dropout=self.regularisation_.dropout)
+        network = self.build_network(self.train_.n_users, self.train_.n_items, dropout=regularisation.dropout)
         network.load_state_dict(weights)
         self._set_trained(network, likelihood, float(meta["center"]), float(meta.get("input_spread", 1.0)),
-                          float(meta["noise_std"]), float(meta.get("popularity_weight", 0.0)))
+                          float(meta["noise_std"]), float(meta.get("popularity_weight", 0.0)), regularisation)

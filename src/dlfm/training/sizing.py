@@ -89,8 +89,6 @@ class Regularisation:
     @classmethod
     def scaled(cls, weight_decay: float, dropout: float, input_dropout: float, ratio: float) -> "Regularisation":
         """The settings as given, weakened by ρ = ``ratio`` (module docstring)."""
-        if ratio >= 1.0:  # exactly the settings (no round trip through the odds)
-            return cls(float(weight_decay), float(dropout), float(input_dropout))
         return cls(float(weight_decay) * ratio, scaled_dropout(dropout, ratio), scaled_dropout(input_dropout, ratio))
 
     def to_json(self) -> dict[str, float]:
