@@ -7,6 +7,12 @@ fold-in RMSE when there is more than one fold), and, when several models ran on 
 folds, the per-fold difference of the first model's fold-in RMSE from each other's.
 
     python benchmarks/coldstart_table.py dlf.json mf.json baseline.json
+    python benchmarks/coldstart_table.py dlf.json mf.json --reference dlf_with_reference.json
+
+``--reference FILE``: the first run's retrained reference is read from FILE, an earlier run of
+the same model, protocol, folds and seed (checked fold by fold: the same held-out rows, given and
+scored ratings) — for a run made with ``--no-reference`` after a change that the retrained model
+does not read (the fold-in settings: warm predictions do not depend on them, tested).
 """
 
 from __future__ import annotations
@@ -21,11 +27,30 @@ def cell(value: float | None) -> str:
     return "–" if value is None or not np.isfinite(value) else f"{value:.4f}"
 
 
+def borrow_reference(run: dict, other: dict, source: str) -> None:
+    """Put ``other``'s retrained reference into ``run`` (per fold, and the means), after checking
+    that the two runs split the data the same way."""
+    same = ("dataset", "model", "protocol", "k", "seed")
+    if any(run[key] != other[key] for key in same):
+        raise SystemExit(f"coldstart_table: {source} is not a run of the same {', '.join(same)}")
+    theirs = {(f["fold"], f["given"]): f for f in other["folds"]}
+    for fold in run["folds"]:
+        match = theirs.get((fold["fold"], fold["given"]))
+        if match is None or any(match[k] != fold[k] for k in ("n_heldout", "n_given", "n_test")) or "retrained" not in match:
+            raise SystemExit(f"coldstart_table: {source} has no matching reference for {fold['fold']}, given {fold['given']}")
+        fold["retrained"] = match["retrained"]
+    for given, mean in run["mean"].items():
+        mean["retrained"] = other["mean"][given]["retrained"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="JSON files of dlfm cv --protocol new-users|new-items")
+    parser.add_argument("--reference", help="read the first run's retrained reference from this earlier run")
     args = parser.parse_args()
     runs = [json.load(open(path)) for path in args.runs]
+    if args.reference:
+        borrow_reference(runs[0], json.load(open(args.reference)), args.reference)
     protocols = {run["protocol"] for run in runs}
     if len(protocols) != 1:
         raise SystemExit(f"coldstart_table: the runs mix protocols {sorted(protocols)}")

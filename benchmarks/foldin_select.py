@@ -1,16 +1,17 @@
-"""Choose dlf's fold-in settings (``foldin_steps``, ``foldin_prior``, ``foldin_anchor``) without any test rating.
+"""Choose dlf's fold-in settings (``foldin_steps``, ``foldin_prior``, ``foldin_anchor``, ``foldin_offset_prior``) without any test rating.
 
 The cold-start protocol's fold 1 (``dlfm cv ml-100k --protocol new-users --fold 1``) trains
 on the ratings of 80% of the users. This script works inside that training part only: it
 holds out a further seeded sixth of its users *and* a sixth of its items (every rating of
 either), fits ``dlf`` (defaults) on the rest, and then folds in the held-out users from
 ``given`` = 5, 10, 20 of their ratings on the kept items (and the held-out items from their
-ratings by kept users), scoring their other ratings, for a grid of (steps, λ, a). The protocol's
+ratings by kept users), scoring their other ratings, for a grid of (steps, λ, a, k). The protocol's
 held-out users and their ratings are never read. (The new-items protocol holds out items of
 another split, so this inner split is not nested in its fold; its test ratings are not read
 either: the inner model is fitted on a subset of new-users fold 1's training part.)
 
     python benchmarks/foldin_select.py --threads 1 --json docs/coldstart/foldin_select.json
+    python benchmarks/foldin_select.py --seed 2 --threads 1 --json F      # another inner split
     python benchmarks/foldin_select.py --model-file /tmp/inner.dlfm   # reuse (or write) the fit
 
 The same inner split compares *model* settings too, peers included: ``--model M --param K=V
@@ -39,10 +40,13 @@ from dlfm.evaluation.metrics import rmse
 from dlfm.models import create, model_class, parse_params
 from dlfm.models.base import Recommender
 
-#: (foldin_steps, foldin_prior λ, foldin_anchor a): the encoder alone, λ with the prior around the
-#: encoder's code only (a = 1), then shares of it moved onto the population mean, and step counts
-GRID = ([(0, 1.0, 1.0)] + [(20, lam, 1.0) for lam in (0.1, 0.3, 1.0, 3.0)]
-        + [(20, lam, a) for lam in (0.3, 0.6) for a in (0.33, 0.5, 0.67)] + [(20, 0.3, 0.0), (5, 0.3, 0.5), (50, 0.3, 0.5)])
+#: (foldin_steps, foldin_prior λ, foldin_anchor a, foldin_offset_prior k): the encoder alone, λ with
+#: the prior around the encoder's code only (a = 1), then shares of it moved onto the population
+#: mean, step counts; then the new row's own offset refined too, its prior k × the ALS penalty
+GRID = ([(0, 1.0, 1.0, 0.0)] + [(20, lam, 1.0, 0.0) for lam in (0.1, 0.3, 1.0, 3.0)]
+        + [(20, lam, a, 0.0) for lam in (0.3, 0.6) for a in (0.33, 0.5, 0.67)]
+        + [(20, 0.3, 0.0, 0.0), (5, 0.3, 0.5, 0.0), (50, 0.3, 0.5, 0.0)]
+        + [(20, lam, a, k) for lam in (0.3, 0.6, 1.0) for a in (0.25, 0.5, 0.75) for k in (0.15, 0.25, 0.35, 1.0)])
 
 
 def inner_split(seed: int):  # type: ignore[no-untyped-def]
@@ -100,8 +104,9 @@ def main() -> None:
     for setting in grid:
         row: dict = {}
         if setting is not None:
-            model.foldin_steps, model.foldin_prior, model.foldin_anchor = setting
-            row = {"foldin_steps": setting[0], "foldin_prior": setting[1], "foldin_anchor": setting[2]}
+            model.foldin_steps, model.foldin_prior, model.foldin_anchor, model.foldin_offset_prior = setting
+            row = {"foldin_steps": setting[0], "foldin_prior": setting[1], "foldin_anchor": setting[2],
+                   "foldin_offset_prior": setting[3]}
         for side, held in (("user", held_users), ("item", held_items)):
             for n in (5, 10, 20):
                 row[f"{side}_given{n}"] = score(model, held, side, n, args.seed)

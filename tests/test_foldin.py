@@ -46,16 +46,17 @@ def test_refine_latent_solves_the_linear_gaussian_map_by_hand():
     u0 = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
     s = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)
     lam = 0.7
-    got = refine_latent(u0, v, r, lambda u, w: (u * w).sum(-1), lambda y, eta: 0.5 * (y - eta) ** 2,
-                        prior_std=s, strength=lam, steps=50)
+    got, bias = refine_latent(u0, v, r, lambda u, w: (u * w).sum(-1), lambda y, eta: 0.5 * (y - eta) ** 2,
+                              prior_std=s, strength=lam, steps=50)
+    assert bias == 0.0
     precision = torch.diag(lam / s ** 2)
     want = torch.linalg.solve(v.T @ v + precision, v.T @ r + precision @ u0)
     assert torch.allclose(got, want, atol=1e-8)
     # the prior alone (λ → ∞) keeps u₀; no steps return u₀ itself
-    stiff = refine_latent(u0, v, r, lambda u, w: (u * w).sum(-1), lambda y, eta: 0.5 * (y - eta) ** 2,
-                          prior_std=s, strength=1e9, steps=50)
+    stiff, _ = refine_latent(u0, v, r, lambda u, w: (u * w).sum(-1), lambda y, eta: 0.5 * (y - eta) ** 2,
+                             prior_std=s, strength=1e9, steps=50)
     assert torch.allclose(stiff, u0, atol=1e-6)
-    assert refine_latent(u0, v, r, lambda u, w: u @ w.T, lambda y, eta: y, prior_std=s, steps=0) is u0
+    assert refine_latent(u0, v, r, lambda u, w: u @ w.T, lambda y, eta: y, prior_std=s, steps=0).latent is u0
 
 
 def test_map_objective_by_hand():
@@ -102,12 +103,52 @@ def test_prior_centre_is_the_product_of_the_two_priors():
             return 0.5 * (y - eta) ** 2
 
     pop = population.double()
-    got = fold_in(decoder, Unit(), 1.0, code.double(), v, r, pop, strength=lam, steps=60, anchor=a, swap=False)
+    got, _ = fold_in(decoder, Unit(), 1.0, code.double(), v, r, pop, strength=lam, steps=60, anchor=a, swap=False)
     s = latent_spread(pop)
     centre = a * code.double() + (1 - a) * pop.mean(0)
     precision = torch.diag(lam / s ** 2)
     want = torch.linalg.solve(v.T @ v + precision, v.T @ r + precision @ centre)
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_refine_latent_with_the_offset_solves_the_joint_linear_gaussian_map_by_hand():
+    # f(u, v) = u·v, ℓ = ½(r − β − f)², priors ½λ Σ (u − u₀)²/s² and ½κβ²: one linear system in (u, β)
+    gen = torch.Generator().manual_seed(1)
+    v = torch.randn(7, 3, generator=gen, dtype=torch.float64)
+    r = torch.randn(7, generator=gen, dtype=torch.float64) + 1.5
+    u0 = torch.tensor([0.2, -0.4, 1.0], dtype=torch.float64)
+    s = torch.tensor([1.0, 0.7, 1.5], dtype=torch.float64)
+    lam, kappa = 0.6, 3.75
+    got, bias = refine_latent(u0, v, r, lambda u, w: (u * w).sum(-1), lambda y, eta: 0.5 * (y - eta) ** 2,
+                              prior_std=s, strength=lam, steps=60, bias=0.3, bias_penalty=kappa)
+    x = torch.cat([v, torch.ones(7, 1, dtype=torch.float64)], dim=1)
+    precision = torch.diag(torch.cat([lam / s ** 2, torch.tensor([kappa], dtype=torch.float64)]))
+    want = torch.linalg.solve(x.T @ x + precision, x.T @ r + precision @ torch.cat([u0, torch.zeros(1, dtype=torch.float64)]))
+    assert torch.allclose(got, want[:3], atol=1e-7) and bias == pytest.approx(float(want[3]), abs=1e-7)
+    # a zero decoder leaves β the ridge (ALS) mean Σr / (n + κ), and u at u₀
+    zero, beta = refine_latent(u0, v, r, lambda u, w: 0.0 * (u * w).sum(-1), lambda y, eta: 0.5 * (y - eta) ** 2,
+                               prior_std=s, strength=lam, steps=60, bias=0.0, bias_penalty=kappa)
+    assert beta == pytest.approx(float(r.sum()) / (7 + kappa), abs=1e-8) and torch.allclose(zero, u0, atol=1e-8)
+    # not refined (no penalty): β is returned as given
+    assert refine_latent(u0, v, r, lambda u, w: (u * w).sum(-1), lambda y, eta: 0.5 * (y - eta) ** 2,
+                         prior_std=s, strength=lam, steps=5, bias=0.3).bias == 0.3
+
+
+def test_the_offset_is_refined_only_when_foldin_offset_prior_is_positive(fitted, planted):
+    held = planted.test
+    mine = held.users == held.users[0]
+    ratings = dict(zip(held.item_vocab.raw(held.items[mine]), held.ratings[mine].tolist()))
+    items = planted.train.raw_items()[:40]
+    assert fitted._own_prior("user") == pytest.approx(fitted.foldin_offset_prior * 15.0)
+    assert fitted._own_prior("item") == pytest.approx(fitted.foldin_offset_prior * 10.0)
+    refined = fitted.predict_new_user(ratings, items)
+    fitted.foldin_offset_prior = 0.0
+    try:
+        assert fitted._own_prior("user") is None
+        closed = fitted.predict_new_user(ratings, items)
+    finally:
+        fitted.foldin_offset_prior = 0.25
+    assert not np.allclose(refined, closed)
 
 
 def test_zero_steps_is_the_encoder_fold_in_bit_for_bit(fitted, planted):

@@ -301,7 +301,7 @@ def test_a_model_saved_to_dash_goes_to_stdout_and_loads_back(tmp_path, tiny, cap
 
 
 def test_a_file_from_before_row_norm_and_foldin_anchor_predicts_as_it_did(tmp_path):
-    """Files written before ``row_norm`` and ``foldin_anchor`` existed lack them; they load
+    """Files written before ``row_norm``, ``foldin_anchor`` and ``foldin_offset_prior`` existed lack them; they load
     with what those files meant (no row weighting; the fold-in prior around the code), not
     with today's defaults (dlf's row_norm=0.5, foldin_anchor=0.5)."""
     import numpy as np
@@ -310,13 +310,15 @@ def test_a_file_from_before_row_norm_and_foldin_anchor_predicts_as_it_did(tmp_pa
     from tests.conformance import NEURAL_FAST
 
     data = synthetic(60, 40, 900, seed=3)
-    model = create("dlf", **{**NEURAL_FAST, "max_epochs": 1}, row_norm=0.0, foldin_anchor=1.0).fit(data)
+    model = create("dlf", **{**NEURAL_FAST, "max_epochs": 1}, row_norm=0.0, foldin_anchor=1.0,
+                   foldin_offset_prior=0.0).fit(data)
     model.save(tmp_path / "m.dlfm")
     meta, tensors = load_payload(tmp_path / "m.dlfm")
-    del meta["params"]["row_norm"], meta["params"]["foldin_anchor"]
+    del meta["params"]["row_norm"], meta["params"]["foldin_anchor"], meta["params"]["foldin_offset_prior"]
     save_payload(tmp_path / "old.dlfm", meta, tensors)
     old = Recommender.load(tmp_path / "old.dlfm")
-    assert old.row_norm == 0.0 and old.foldin_anchor == 1.0
+    assert old.row_norm == 0.0 and old.foldin_anchor == 1.0 and old.foldin_offset_prior == 0.0
     assert create("dlf").row_norm == 0.5 and create("dlf").foldin_anchor == 0.5
+    assert create("dlf").foldin_offset_prior == 0.25
     assert np.array_equal(old.predict_indices(data.users[:40], data.items[:40]),
                           model.predict_indices(data.users[:40], data.items[:40]))

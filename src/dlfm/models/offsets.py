@@ -93,6 +93,14 @@ class RowOffsets:
         b = np.where(items >= 0, self.item[np.maximum(items, 0)], 0.0)
         return (a + b).astype(np.float32)
 
+    def penalty(self, side: str) -> float | None:
+        """The ALS penalty of a new user's (``side="user"``) or item's Gaussian offset, in
+        pseudo-ratings (its prior N(0, σ²/penalty)); ``None`` for Poisson, whose offsets are
+        shrunk by pseudo-counts instead."""
+        if self.likelihood != "gaussian":
+            return None
+        return GAUSSIAN_PENALTIES[0] if side == "user" else GAUSSIAN_PENALTIES[1]
+
     def fold_in(self, others: np.ndarray, values: np.ndarray, side: str) -> float:
         """The offset of a new user (``side="user"``: ``others`` are item indices) or a new
         item from its ratings ``values``, given the other side's offsets."""
@@ -102,5 +110,6 @@ class RowOffsets:
         if self.likelihood == "poisson":
             base = POISSON_PRIOR * math.exp(self.m)
             return float(np.log((values.sum() + base) / (np.exp(self.m + b).sum() + base)))
-        penalty = GAUSSIAN_PENALTIES[0] if side == "user" else GAUSSIAN_PENALTIES[1]
+        penalty = self.penalty(side)
+        assert penalty is not None
         return float((values - self.m - b).sum() / (penalty + len(values)))
