@@ -131,22 +131,21 @@ def refine_latent(prior_mean: torch.Tensor, others: torch.Tensor, targets: torch
     u0 = prior_mean.detach().double()
     s, v, r = prior_std.detach().double(), others.detach().double(), targets.detach().double()
     refined = bias_penalty is not None
-    # the variables: (u, β) when β is refined, else u alone (the same iterations as without β)
-    x = (torch.cat([u0, u0.new_tensor([float(bias)])]) if refined else u0.clone()).requires_grad_(True)
-    optimizer = torch.optim.LBFGS([x], lr=1.0, max_iter=steps, history_size=10, line_search_fn="strong_wolfe",
-                                  tolerance_grad=1e-9, tolerance_change=1e-12)
+    u = u0.clone().requires_grad_(True)
+    beta = u0.new_tensor(float(bias)).requires_grad_(refined)  # a constant unless refined
+    penalty = bias_penalty if refined else 0.0
+    optimizer = torch.optim.LBFGS([u, beta] if refined else [u], lr=1.0, max_iter=steps, history_size=10,
+                                  line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        u, beta = (x[:-1], x[-1]) if refined else (x, float(bias))
-        value = map_objective(u, u0, s, strength, v, r, decode, loss, beta, bias_penalty or 0.0)
+        value = map_objective(u, u0, s, strength, v, r, decode, loss, beta, penalty)
         value.backward()
         return value
 
     with torch.enable_grad():
         optimizer.step(closure)
-    x = x.detach()
-    return Refined(x[:-1].to(dtype), float(x[-1])) if refined else Refined(x.to(dtype), float(bias))
+    return Refined(u.detach().to(dtype), float(beta.detach()))
 
 
 def prior_centre(code: torch.Tensor, population: torch.Tensor, anchor: float) -> torch.Tensor:
