@@ -309,6 +309,25 @@ def test_factorize_matches_np_unique(values):
     assert codes.dtype == np.int64
 
 
+@pytest.mark.parametrize("values", [
+    np.array([5, 3, 5, 9, 3, 0]), np.array([3, 1, 2, 2]), np.array([4, 1, 4]), np.arange(10)[::-1] - 4,
+    np.array([-3, 7, 7, -3, 2]), np.array([-(2**62), 7, 2**62, 7]),  # shifted range; hash table
+    np.random.default_rng(0).integers(1, 5000, 200_000),  # several of the in-place blocks, with gaps
+])
+def test_factorize_in_place_writes_the_indices_into_the_array(values):
+    expected, inverse = np.unique(values, return_inverse=True)
+    work = values.astype(np.int64).copy()
+    uniques, codes = factorize(work, overwrite=True)
+    assert uniques.tolist() == expected.tolist() and codes.tolist() == inverse.tolist()
+    assert codes.dtype == np.int64
+    table = int(uniques[-1]) - int(uniques[0]) < 4 * len(values) + 1024
+    assert np.shares_memory(codes, work) == bool(table)  # the counting table works in place, the hash table not
+    frozen = values.astype(np.int64)
+    frozen.flags.writeable = False  # not writable: left alone, the indices in a new array
+    uniques, codes = factorize(frozen, overwrite=True)
+    assert codes.tolist() == inverse.tolist() and frozen.tolist() == values.tolist()
+
+
 def test_a_long_string_id_does_not_widen_the_vocabulary():
     """``astype(str)`` would make every id as wide as the longest: 1,001 x 400k characters."""
     ids = np.array(["x" * 400_000] + [str(k) for k in range(1000)], dtype=object)

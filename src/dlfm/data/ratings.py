@@ -259,27 +259,47 @@ class Vocabulary:
         return cls._sorted_unique(uniques), codes
 
 
-def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def factorize(values: np.ndarray, *, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The sorted distinct values of a 1-D array and the int64 index of each element in them.
 
     Vectorised: integers spanning a range not much wider than their number are counted in a
     table over the range (O(n)); other integers and strings go through pandas' hash table
     (``pd.factorize(sort=True)``), so only the distinct values are sorted.
+
+    ``overwrite=True`` (a writable int64 array): the indices are written into ``values``
+    itself, which is returned as the index array, so no second array of that size is made.
     """
     values = values.reshape(-1)
     if values.dtype.kind in "iu" and len(values):
+        in_place = overwrite and values.dtype == np.int64 and values.flags.writeable
         values = values.astype(np.int64, copy=False)
         lo, hi = int(values.min()), int(values.max())
         base = 0 if 0 <= lo and hi < 4 * len(values) + 1024 else lo  # ids from 0 or 1 need no shift
         if hi - base < 4 * len(values) + 1024:
-            offsets = values - base if base else values
+            offsets = values - base if base and not in_place else values
+            if base and in_place:
+                np.subtract(values, base, out=values)
             present = np.bincount(offsets, minlength=hi - base + 1) > 0
             if present[lo - base :].all():  # every value of lo..hi occurs: the index is value - lo
-                return np.arange(lo, hi + 1, dtype=np.int64), values - lo
+                uniques = np.arange(lo, hi + 1, dtype=np.int64)
+                if not in_place:
+                    return uniques, values - lo
+                if lo - base:
+                    np.subtract(values, lo - base, out=values)
+                return uniques, values
             rank = np.cumsum(present, dtype=np.int64) - 1
-            codes = rank[offsets]
-            del offsets, rank
-            return np.flatnonzero(present) + base, codes
+            uniques = np.flatnonzero(present) + base
+            if not in_place:
+                codes = np.take(rank, offsets)  # take: 4-6x faster than rank[offsets] on millions of indices
+                del offsets, rank
+                return uniques, codes
+            step = 1 << 16  # in place, block by block (take into its own indices would buffer them all)
+            block = np.empty(min(step, len(values)), dtype=np.int64)
+            for start in range(0, len(values), step):
+                piece = values[start : start + step]
+                np.take(rank, piece, out=block[: len(piece)])
+                piece[:] = block[: len(piece)]
+            return uniques, values
     import pandas as pd
 
     codes, uniques = pd.factorize(values, sort=True)
