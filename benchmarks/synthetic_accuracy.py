@@ -75,6 +75,7 @@ def main(argv=None) -> int:
         out["best_epoch"] = model.best_epoch_
         out["seconds_to_best"] = sum(r.get("seconds", 0.0) for r in model.history_ if r["epoch"] <= model.best_epoch_)
         out["regularisation"] = model.regularisation_.to_json()
+        out["learning_rate"] = model.learning_rate(round(len(fold.train) * (1 - model.validation_ratio)))
     if args.history:
         out["history"] = list(getattr(model, "history_", []) or [])
     report(out, args.json_path)

@@ -11,7 +11,7 @@ from dlfm.models import create
 from dlfm.models.base import Recommender
 from dlfm.training import sizing
 from dlfm.training.batching import block_groups
-from dlfm.training.sizing import REFERENCE_RATINGS, Regularisation, scaled_dropout, size_ratio
+from dlfm.training.sizing import REFERENCE_RATINGS, Regularisation, lr_ratio, scaled_dropout, size_ratio
 from dlfm.training.trainer import Trainer
 from tests.conformance import NEURAL_FAST
 
@@ -79,6 +79,33 @@ def test_at_ratio_one_the_settings_come_back_bit_for_bit_and_size_scaled_false_k
     model = create("dlf", size_scaled=False)
     assert model.regularisation(10**7) == Regularisation(0.5, 0.5, 0.5)
     assert create("dlf").regularisation(10**7).weight_decay < 0.5
+
+
+def test_the_learning_rate_falls_with_the_blocks_once_the_grid_is_capped():
+    # under the cap a step holds about batch_size ratings: lr as given (ML-100k's folds too)
+    for n in (76_000, REFERENCE_RATINGS, 225_000, 480_000):
+        assert block_groups(n, 2048, 16) < 16 and lr_ratio(n, 2048, 16) == 1.0
+    # capped at 16 × 16 = 256 steps: a step holds n / 256 ratings, and lr × √(2048 / (n / 256))
+    assert lr_ratio(2048 * 256, 2048, 16) == 1.0  # the first capped size: blocks of batch_size
+    assert lr_ratio(4 * 2048 * 256, 2048, 16) == pytest.approx(0.5)
+    assert lr_ratio(3_420_000, 2048, 16) == pytest.approx((2048 * 256 / 3_420_000) ** 0.5)
+    assert lr_ratio(16 * 2048 * 256, 2048, 16) == pytest.approx(0.25)
+    assert lr_ratio(500_000, 2048, 16) == 1.0  # capped, but the blocks still under batch_size
+    model = create("dlf", lr=0.004)
+    assert model.learning_rate(76_000) == 0.004 and model.learning_rate(None) == 0.004
+    assert model.learning_rate(4 * 2048 * 256) == pytest.approx(0.002)
+    assert create("dlf", lr=0.004, size_scaled=False).learning_rate(10**7) == 0.004
+
+
+def test_the_trainer_steps_with_the_scaled_learning_rate():
+    data = synthetic(80, 60, 1500, seed=0)
+    model = create("dlf", **{**NEURAL_FAST, "max_epochs": 1, "lr": 0.01})
+    trainer = Trainer(model, data)  # 1,425 fitting ratings at batch_size 64: 5 groups, uncapped
+    assert trainer.lr == 0.01 and trainer.optimizer.param_groups[0]["lr"] == 0.01
+    capped = create("dlf", **{**NEURAL_FAST, "max_epochs": 1, "max_groups": 2, "lr": 0.01})
+    trainer = Trainer(capped, data)  # 2 × 2 blocks of about 356 ratings against batch_size 64
+    expected = 0.01 * (64 * 4 / len(trainer.fit_part)) ** 0.5
+    assert trainer.lr == pytest.approx(expected) and trainer.optimizer.param_groups[0]["lr"] == pytest.approx(expected)
 
 
 def test_a_files_regularisation_is_checked():

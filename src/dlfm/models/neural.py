@@ -94,7 +94,8 @@ class NeuralFactorModel(Recommender):
             they are weakened by ρ = S_ref/S (decay × ρ, the dropouts' odds p/(1 − p) × √ρ;
             :mod:`dlfm.training.sizing`), so that one set of defaults learns at every size
             (``size_scaled=False``: as given at any size). The values trained with are
-            :attr:`regularisation_`.
+            :attr:`regularisation_`. Where the blocks outgrow ``batch_size`` (beyond
+            524,288 ratings at the defaults) ``lr`` is lowered too (:meth:`learning_rate`).
         likelihood: ``gaussian``, ``poisson`` or ``bernoulli``. With ``poisson`` the encoders
             read log(1 + count) (centred by its mean), so that counts spanning orders of
             magnitude do not saturate them.
@@ -188,7 +189,7 @@ class NeuralFactorModel(Recommender):
               low=0, high=2),
         Param("grad_clip", float, "clip the gradient norm to this (0: off)", low=0),
         Param("device", str, "where the network computes", choices=("cpu", "cuda", "auto")),
-        Param("size_scaled", bool, "weaken weight_decay and the dropouts on more than 100,000 ratings (false: as given)"),
+        Param("size_scaled", bool, "weaken weight_decay and the dropouts on more than 100,000 ratings, and lower lr where the blocks outgrow batch_size (false: as given)"),
         Param("verbose", bool, "show a progress bar"),
         size_param("foldin_steps", "L-BFGS steps refining a new user's (item's) code on its ratings (0: g's code)",
                    low=0, high=10_000),
@@ -300,6 +301,15 @@ class NeuralFactorModel(Recommender):
         if self.size_scaled and n_ratings is not None:
             ratio = sizing.size_ratio(n_ratings, self.batch_size, self.max_groups, self.removal)
         return Regularisation.scaled(self.weight_decay, self.dropout, self.input_dropout, ratio)
+
+    def learning_rate(self, n_ratings: int | None) -> float:
+        """``lr`` for a fitting part of ``n_ratings`` ratings: lowered by √(batch_size / b) where
+        the block grid is capped and a step's b ratings exceed ``batch_size``
+        (:func:`dlfm.training.sizing.lr_ratio`); as given otherwise, for ``None`` or
+        ``size_scaled=False``."""
+        if not self.size_scaled or n_ratings is None:
+            return float(self.lr)
+        return float(self.lr) * sizing.lr_ratio(n_ratings, self.batch_size, self.max_groups, self.removal)
 
     def build_network(self, n_users: int, n_items: int, *, dropout: float | None = None) -> DeepLatentFactorNet:
         """The untrained g, h and f of this configuration (``dropout``: the hidden layers'

@@ -129,7 +129,9 @@ class Trainer:
         self.rank, world_size = distributed.world()
         self.sampler = model.make_sampler(self.incidence, shard=(self.rank, world_size),
                                           input_dropout=self.regularisation.input_dropout)
-        self.optimizer = optim.make_optimizer(self.network, lr=model.lr, weight_decay=self.regularisation.weight_decay,
+        #: the learning rate scaled to the training ratings (:func:`dlfm.training.sizing.lr_ratio`)
+        self.lr = model.learning_rate(len(self.fit_part))
+        self.optimizer = optim.make_optimizer(self.network, lr=self.lr, weight_decay=self.regularisation.weight_decay,
                                               sparse_tables=False)
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
