@@ -86,14 +86,20 @@ def test_the_learning_rate_falls_with_the_blocks_once_the_grid_is_capped():
     for n in (76_000, REFERENCE_RATINGS, 225_000, 480_000):
         assert block_groups(n, 2048, 16) < 16 and lr_ratio(n, 2048, 16) == 1.0
     # capped at 16 × 16 = 256 steps: a step holds n / 256 ratings, and lr × √(2048 / (n / 256))
-    assert lr_ratio(2048 * 256, 2048, 16) == 1.0  # the first capped size: blocks of batch_size
+    assert lr_ratio(557_568, 2048, 16) == 1.0  # round(√(n / 2048)) = round(16.5) = 16: not capped yet
+    assert lr_ratio(557_569, 2048, 16) == pytest.approx((2048 * 256 / 557_569) ** 0.5)
     assert lr_ratio(4 * 2048 * 256, 2048, 16) == pytest.approx(0.5)
     assert lr_ratio(3_420_000, 2048, 16) == pytest.approx((2048 * 256 / 3_420_000) ** 0.5)
     assert lr_ratio(16 * 2048 * 256, 2048, 16) == pytest.approx(0.25)
-    assert lr_ratio(500_000, 2048, 16) == 1.0  # capped, but the blocks still under batch_size
+    # the same grid gives the same rate whatever max_groups allows (4 × 4 blocks of 76,000 at 4096)
+    assert block_groups(76_000, 4096, 100) == 4 and lr_ratio(76_000, 4096, 4) == 1.0 == lr_ratio(76_000, 4096, 5)
+    for n in range(76_000, 100_001, 1_000):  # ML-100k's fitting sizes: no rate changes at any uncapped grid
+        for batch in (256, 512, 1024, 2048, 4096):
+            natural = block_groups(n, batch, 10**9)
+            assert lr_ratio(n, batch, natural) == 1.0 == lr_ratio(n, batch, natural + 3)
     model = create("dlf", lr=0.004)
     assert model.learning_rate(76_000) == 0.004 and model.learning_rate(None) == 0.004
-    assert model.learning_rate(4 * 2048 * 256) == pytest.approx(0.002)
+    assert model.learning_rate(4 * 2048 * 256) == pytest.approx(0.002)  # 2.1M: 32 groups uncapped
     assert create("dlf", lr=0.004, size_scaled=False).learning_rate(10**7) == 0.004
 
 

@@ -94,8 +94,9 @@ class NeuralFactorModel(Recommender):
             they are weakened by ρ = S_ref/S (decay × ρ, the dropouts' odds p/(1 − p) × √ρ;
             :mod:`dlfm.training.sizing`), so that one set of defaults learns at every size
             (``size_scaled=False``: as given at any size). The values trained with are
-            :attr:`regularisation_`. Where the blocks outgrow ``batch_size`` (beyond
-            524,288 ratings at the defaults) ``lr`` is lowered too (:meth:`learning_rate`).
+            :attr:`regularisation_`. Where the capped block grid makes the blocks outgrow
+            ``batch_size`` (above 557,568 fitting ratings at the defaults) ``lr`` is lowered
+            too (:meth:`learning_rate`).
         likelihood: ``gaussian``, ``poisson`` or ``bernoulli``. With ``poisson`` the encoders
             read log(1 + count) (centred by its mean), so that counts spanning orders of
             magnitude do not saturate them.

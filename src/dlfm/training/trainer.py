@@ -171,8 +171,9 @@ class Trainer:
         check_directory(directory)
         params = {k: v for k, v in self.model.get_params().items() if k not in ("verbose", "device")}
         train = self.train
-        # the regularisation too: a checkpoint trained under another size rule does not resume
-        key = fingerprint({**params, "regularisation": self.regularisation.to_json()},
+        # the regularisation and the learning rate too: a checkpoint trained under another size
+        # rule does not resume
+        key = fingerprint({**params, "regularisation": self.regularisation.to_json(), "lr_scaled": self.lr},
                           train.users, train.items, train.ratings)
         if self.resume:
             restored = load_checkpoint(directory, network=self.network, optimizer=self.optimizer, key=key)
