@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import ml20m_shape, report  # noqa: E402
 
-from dlfm.data.splits import holdout
+from dlfm.data.splits import holdout, holdout_size
 from dlfm.datasets import synthetic
 from dlfm.evaluation.metrics import rmse
 from dlfm.models import create
@@ -75,7 +75,10 @@ def main(argv=None) -> int:
         out["best_epoch"] = model.best_epoch_
         out["seconds_to_best"] = sum(r.get("seconds", 0.0) for r in model.history_ if r["epoch"] <= model.best_epoch_)
         out["regularisation"] = model.regularisation_.to_json()
-        out["learning_rate"] = model.learning_rate(round(len(fold.train) * (1 - model.validation_ratio)))
+        # the rate of the fitting part: the training part less the trainer's validation part
+        fitting = len(fold.train) - (holdout_size(len(fold.train), model.validation_ratio)
+                                     if model.validation_ratio > 0 else 0)
+        out["learning_rate"] = model.learning_rate(fitting)
     if args.history:
         out["history"] = list(getattr(model, "history_", []) or [])
     report(out, args.json_path)

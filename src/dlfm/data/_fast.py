@@ -411,12 +411,12 @@ def _canonical_ints(column: pa.ChunkedArray) -> np.ndarray | None:
     outside int64; what it takes is canonical unless it opens with ``0`` (or ``-0``) and goes on.
     """
     out = np.empty(len(column), dtype=np.int64)  # one array, filled chunk by chunk: no concatenation
-    offset = 0
+    offset, pool = 0, _memory_pool()
     for chunk in column.chunks:
         if not len(chunk):
             continue
         try:
-            out[offset : offset + len(chunk)] = pc.cast(chunk, pa.int64(), memory_pool=_memory_pool()).to_numpy()
+            out[offset : offset + len(chunk)] = pc.cast(chunk, pa.int64(), memory_pool=pool).to_numpy()
         except pa.ArrowInvalid:
             return None
         offsets, data = _buffers(chunk)

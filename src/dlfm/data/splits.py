@@ -61,11 +61,16 @@ def kfold(ratings: Ratings, k: int = 5, *, seed: int | None = 0) -> Iterator[Fol
                    ratings.subset(test_idx, name=f"{ratings.name}[test {f + 1}/{k}]"))
 
 
+def holdout_size(n_ratings: int, test_ratio: float) -> int:
+    """How many of ``n_ratings`` ratings :func:`holdout` puts in the test part (at least one)."""
+    return max(1, int(round(test_ratio * n_ratings)))
+
+
 def holdout(ratings: Ratings, test_ratio: float = 0.2, *, seed: int | None = 0) -> Fold:
     """One random split with ``test_ratio`` of the ratings in the test part."""
     if not 0.0 < test_ratio < 1.0:
         raise ConfigError(f"test_ratio must be in (0, 1), not {test_ratio}")
-    n_test = max(1, int(round(test_ratio * len(ratings))))
+    n_test = holdout_size(len(ratings), test_ratio)
     order = _rng(seed).permutation(len(ratings))
     test = np.zeros(len(ratings), dtype=bool)
     test[order[:n_test]] = True
